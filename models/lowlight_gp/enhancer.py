@@ -65,6 +65,7 @@ class GPEnhancer:
         kmeans_local_trials: int | None = 1,
         gpe_levels: int = 256,
         predict_chunk: int = 4096,
+        dedupe_queries: bool = True,
         seed: int = 0,
     ) -> None:
         for key, value, allowed in (
@@ -88,6 +89,7 @@ class GPEnhancer:
         self.kmeans_backend, self.kmeans_max_iter = kmeans_backend, kmeans_max_iter
         self.kmeans_local_trials = kmeans_local_trials
         self.gpe_levels, self.predict_chunk, self.seed = gpe_levels, predict_chunk, seed
+        self.dedupe_queries = dedupe_queries
 
     # ---- stages ---------------------------------------------------------------------
     def training_set(self, low: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -123,13 +125,24 @@ class GPEnhancer:
         timings["gp_fit"] = t2 - t1
         c, h, w = low.shape
         queries = neighbourhoods(torch.from_numpy(low).float(), self.p, self.q)
-        pred = gp.predict(queries, chunk=self.predict_chunk)
+        pred = self._predict(gp, queries)
         if self.target == "centre":
             out = pred[:, 0].view(c, h, w)
         else:
             out = fold_patches(pred, c, h, w, self.p, self.q)
         timings["predict"] = time.perf_counter() - t2
         return out.numpy().astype(np.float64), timings, len(x), n_pairs
+
+    def _predict(self, gp: ExactSEGP, queries: torch.Tensor) -> torch.Tensor:
+        """Posterior mean per query; identical neighbourhoods (frequent in dark 8-bit images:
+        15-80 % of a 256 x 256 image) are predicted once, which gives the same result."""
+        if not self.dedupe_queries:
+            return gp.predict(queries, chunk=self.predict_chunk)
+        rows = np.ascontiguousarray(queries.numpy())
+        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        pred = gp.predict(queries[torch.from_numpy(first)], chunk=self.predict_chunk)
+        return pred[torch.from_numpy(inverse.ravel())]
 
     def enhance(self, low_rgb: np.ndarray, ref_planes: np.ndarray) -> EnhanceResult:
         """Enhance an (H, W, 3) RGB image in [0, 1] given its reference planes (C, H, W)."""

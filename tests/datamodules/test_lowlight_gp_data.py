@@ -54,7 +54,14 @@ def test_folder_reports_and_skips_bad_images(tmp_path, caplog):
     assert [im.name for im in images] == ["good", "good2"]
     assert np.array_equal(images[0].rgb, good[..., ::-1])  # BGR on disk -> RGB
     reasons = {p.name: r for p, r in bad}
-    assert set(reasons) == {"grey.png", "rgba.png", "deep.png", "tiny.png", "flat.png", "broken.jpg"}
+    assert set(reasons) == {
+        "grey.png",
+        "rgba.png",
+        "deep.png",
+        "tiny.png",
+        "flat.png",
+        "broken.jpg",
+    }
     assert "grayscale" in reasons["grey.png"] and "RGBA" in reasons["rgba.png"]
     assert "16" in reasons["deep.png"] and "smaller" in reasons["tiny.png"]
     assert "constant" in reasons["flat.png"] and "unreadable" in reasons["broken.jpg"]

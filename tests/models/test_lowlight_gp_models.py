@@ -200,3 +200,12 @@ def test_reference_cnn_shapes(channels):
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     with pytest.raises(ValueError, match="in_channels"):
         ReferenceCNN(2)
+
+
+def test_query_deduplication_gives_the_same_image():
+    img = smooth_image(32, 32)
+    dark = np.round(img**5 * 255) / 255  # many identical dark neighbourhoods
+    ref = to_planes(img, "cm")
+    a = GPEnhancer("cm", k=30, dedupe_queries=True).enhance(dark, ref).image
+    b = GPEnhancer("cm", k=30, dedupe_queries=False).enhance(dark, ref).image
+    assert np.allclose(a, b, atol=1e-6)
