@@ -38,6 +38,7 @@ class ExactSEGP:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
         self.iterations = iterations
         self.jitter = jitter
+        self.min_lengthscale = min_lengthscale
         # Floors keep the marginal likelihood away from its degenerate interpolating optimum
         # (length-scale -> 0, noise -> 0) on 8-bit images with many duplicate patches: 1e-4 on
         # standardised targets is about the variance of 8-bit quantisation; a length-scale of
@@ -87,7 +88,8 @@ class ExactSEGP:
             dist = torch.cdist(x, x)
             off = dist[~torch.eye(len(x), dtype=torch.bool)]
             med = float(off.median()) if off.numel() else 1.0
-            self.kernel.base_kernel.lengthscale = med if med > 1e-6 else 1.0
+            floor = 2.0 * self.min_lengthscale  # very dark images: tiny distances
+            self.kernel.base_kernel.lengthscale = max(med, floor) if med > 1e-6 else 1.0
             self.kernel.outputscale = 1.0
             self.likelihood.noise = 1e-2
 

@@ -209,3 +209,9 @@ def test_query_deduplication_gives_the_same_image():
     a = GPEnhancer("cm", k=30, dedupe_queries=True).enhance(dark, ref).image
     b = GPEnhancer("cm", k=30, dedupe_queries=False).enhance(dark, ref).image
     assert np.allclose(a, b, atol=1e-6)
+
+
+def test_gp_on_nearly_black_patches_starts_inside_the_length_scale_bound():
+    x = torch.rand(30, 9, dtype=torch.float64) * 1e-3  # median distance << 0.01
+    gp = ExactSEGP(iterations=3).fit(x, x.sum(1))
+    assert gp.lengthscale >= 0.01 and torch.isfinite(gp.predict(x)).all()
