@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -27,7 +28,7 @@ from experiments.runner.io import METRICS_FILE, read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def _hydra_info() -> tuple[bool, list[str], str | None, str | None]:
+def _hydra_info(task_name: str) -> tuple[bool, list[str], str | None, str | None]:
     """(is multirun, this job's overrides, sweep name, job number) — empty outside Hydra."""
     if not HydraConfig.initialized():
         return False, [], None, None
@@ -35,7 +36,7 @@ def _hydra_info() -> tuple[bool, list[str], str | None, str | None]:
     multirun = hc.mode == RunMode.MULTIRUN
     sweep_name = None
     if multirun:
-        sweep_name = f"{Path(hc.sweep.dir).parent.parent.name}/{Path(hc.sweep.dir).name}"
+        sweep_name = f"{task_name}/{Path(hc.sweep.dir).name}"
     job_num = str(hc.job.num) if multirun else None
     return multirun, list(hc.overrides.task), sweep_name, job_num
 
@@ -53,9 +54,22 @@ def _optimized(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
 
 def instantiate_objects(cfg: DictConfig) -> tuple[Any, Any]:
     """Build the datamodule and the module (their constructors check the config; no data read)."""
-    datamodule = instantiate(cfg.datamodule, _convert_="partial") if cfg.get("datamodule") else None
-    module = instantiate(cfg.module, _convert_="partial") if cfg.get("module") else None
-    return datamodule, module
+    return _build(cfg, "datamodule"), _build(cfg, "module")
+
+
+def _build(cfg: DictConfig, key: str) -> Any:
+    """Instantiate ``cfg[key]``; a ConfigError raised inside comes out unwrapped."""
+    if not cfg.get(key):
+        return None
+    try:
+        return instantiate(cfg[key], _convert_="partial")
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def apply_debug(cfg: DictConfig) -> None:
@@ -83,7 +97,7 @@ def run_task(cfg: DictConfig) -> float | None:
             cfg.ckpt_path = "last"
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    multirun, overrides, sweep_name, job_num = _hydra_info()
+    multirun, overrides, sweep_name, job_num = _hydra_info(str(cfg.get("task_name")))
     previous = read_json(output_dir / METRICS_FILE)
     if cfg.get("ckpt_path") == "last" and previous and previous.get("status") == "ok":
         log.info("job already finished in %s (metrics.json status ok): skipping", output_dir)
