@@ -12,6 +12,7 @@ photographs (ExDark) enhanced for qualitative output only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,7 @@ from datamodules.lowlight_gp.darken import LEVELS, darken
 from datamodules.lowlight_gp.embedded import write_embedded
 from datamodules.lowlight_gp.folder import read_folder, resize_rgb
 from experiments.runner.checks import ConfigError, check_data_dir, check_positive, check_range
+from experiments.runner.sampling import EpochSeededRandomSampler
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +39,21 @@ HOW_TO_GET_LOWLIGHT = (
 
 
 class DarkenedCrops(Dataset):
-    """Random (dark, bright) crop pairs from a list of float RGB images, (3, c, c) float32 each."""
+    """Random (dark, bright) crop pairs from a list of float RGB images, (3, c, c) float32 each.
 
-    def __init__(
-        self, images: list[np.ndarray], crop: int, length: int, seed: int | None = None
-    ) -> None:
+    Item ``j`` is a pure function of (seed, j): validation uses j < length (fixed crops), training
+    draws j = epoch * length + i through :class:`EpochIndexSampler`, so every epoch sees new crops
+    and a resumed run replays exactly the same ones.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int, length: int, seed: int) -> None:
         self.images, self.crop, self.length, self.seed = images, crop, length, seed
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # Fixed crops (validation) when seeded per item, fresh ones (training) otherwise.
-        rng = (
-            np.random.default_rng((self.seed, i))
-            if self.seed is not None
-            else np.random.default_rng(int(torch.randint(2**31 - 1, (1,))))
-        )
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, int(j)))
         img = self.images[int(rng.integers(len(self.images)))]
         h, w, _ = img.shape
         top, left = int(rng.integers(h - self.crop + 1)), int(rng.integers(w - self.crop + 1))
@@ -63,6 +63,14 @@ class DarkenedCrops(Dataset):
         dark = darken(bright, LEVELS[int(rng.integers(len(LEVELS)))])
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float()  # noqa: E731
         return to_t(dark), to_t(bright)
+
+
+class EpochIndexSampler(EpochSeededRandomSampler):
+    """The runner's (seed, epoch) permutation, offset by epoch * N so crops differ per epoch."""
+
+    def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * len(self.data_source)
+        yield from (offset + i for i in super().__iter__())
 
 
 class LowLightDataModule(L.LightningDataModule):
@@ -161,10 +169,10 @@ class LowLightDataModule(L.LightningDataModule):
 
     # ---- loaders (reference-CNN training) -----------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        ds = DarkenedCrops(self.train_images, self.hparams.crop_size, self.hparams.train_samples)
-        return DataLoader(
-            ds, self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers
-        )
+        hp = self.hparams
+        ds = DarkenedCrops(self.train_images, hp.crop_size, hp.train_samples, seed=hp.seed)
+        sampler = EpochIndexSampler(ds, seed=hp.seed)
+        return DataLoader(ds, hp.batch_size, sampler=sampler, num_workers=hp.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         ds = DarkenedCrops(

@@ -112,3 +112,19 @@ def test_datamodule_config_errors(tmp_path):
     dm = LowLightDataModule(data_dir=str(tmp_path / "few"), n_test=2, n_val=1)
     with pytest.raises(ConfigError, match="2 usable RGB images"):
         dm.setup("fit")
+
+
+def test_training_crops_depend_only_on_seed_and_epoch(tmp_path):
+    for i in range(4):
+        _write(tmp_path / "coco" / f"im{i}.png", _photo(seed=i))
+    kw = dict(data_dir=str(tmp_path / "coco"), n_test=1, n_val=1, eval_size=64, crop_size=32,
+              train_samples=8, batch_size=8)  # fmt: skip
+    a, b = LowLightDataModule(**kw), LowLightDataModule(**kw)
+    for dm in (a, b):
+        dm.setup("fit")
+    la, lb = a.train_dataloader(), b.train_dataloader()
+    la.sampler.set_epoch(1)
+    lb.sampler.set_epoch(1)
+    assert torch.equal(next(iter(la))[0], next(iter(lb))[0])  # same (seed, epoch) -> same crops
+    lb.sampler.set_epoch(2)
+    assert not torch.equal(next(iter(la))[0], next(iter(lb))[0])
