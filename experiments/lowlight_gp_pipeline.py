@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from datamodules.lowlight_gp.darken import LEVELS, darken
 from experiments.lowlight_gp_figures import save_grid, save_k_curve, save_png
 from experiments.lowlight_gp_metrics import SiftRetrieval, psnr
+from experiments.runner.builders import build_callbacks
 from experiments.runner.checks import ConfigError, check_choice
 from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
@@ -107,8 +108,15 @@ def _cnn_key(cfg: DictConfig, channels: int) -> str:
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def reference_cnn(ctx: RunContext, mode: str, metrics: dict[str, float]) -> torch.nn.Module:
-    """The trained reference CNN for ``mode`` (from the cache, or trained now and cached)."""
+def reference_cnn(
+    ctx: RunContext, mode: str, metrics: dict[str, float], extra: bool = False
+) -> torch.nn.Module:
+    """The trained reference CNN for ``mode`` (from the cache, or trained now and cached).
+
+    ``extra``: a second CNN of the run (the LM net behind the grid's GPE column in a CM run);
+    its checkpoints go to ``checkpoints/reference_cnn_<mode>/`` so they do not replace the main
+    net's.
+    """
     cfg = ctx.cfg
     channels = 1 if mode == "lm" else 3
     net = instantiate(cfg.model, in_channels=channels)
@@ -121,7 +129,8 @@ def reference_cnn(ctx: RunContext, mode: str, metrics: dict[str, float]) -> torc
         if module is None or getattr(module.net, "in_channels", None) != channels:
             module = instantiate(cfg.module, net=net)
         module.net = net
-        trainer = ctx.make_trainer()
+        over = {"callbacks": build_callbacks(cfg, stage=f"reference_cnn_{mode}")} if extra else {}
+        trainer = ctx.make_trainer(**over)
         trainer.fit(module, datamodule=ctx.datamodule)
         metrics.update({k: v for k, v in scalar_metrics(trainer.callback_metrics).items()})
         best = next(
@@ -261,7 +270,7 @@ def _figures(ctx: RunContext, ll: DictConfig, dm, net, sift: SiftRetrieval) -> N
         net = reference_cnn(ctx, ll.mode, {})
     lm_net = None
     if fig.gpe:
-        lm_net = net if ll.mode == "lm" else reference_cnn(ctx, "lm", {})
+        lm_net = net if ll.mode == "lm" else reference_cnn(ctx, "lm", {}, extra=True)
     columns: list[str] = ["dark", f"reference ({ll.mode.upper()})"]
     columns += ["GPE (LM)"] if fig.gpe else []
     ks = [int(k) for k in fig.ks]
