@@ -215,7 +215,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
             row = {"image": name, "gamma": gamma, "method": ll.method, **_score(out, img, sift)}
             row.update({f"dark_{k}": v for k, v in _score(dark, img, sift).items()})
             row.update({f"time_{k}": v for k, v in times.items()})
-            row["time"] = sum(times.values())
+            if times:  # "dark" has no processing time (the paper's "-")
+                row["time"] = sum(times.values())
             rows.append(row)
             if ll.save_images:
                 save_png(out_dir / "enhanced" / f"{name}_g{gamma:.3f}_{ll.method}.png", out)
