@@ -61,7 +61,7 @@ class GPEnhancer:
         target: str = "centre",
         gp_iterations: int = 50,
         kmeans_backend: str = "sklearn",
-        kmeans_max_iter: int = 100,
+        kmeans_max_iter: int = 10,
         kmeans_local_trials: int | None = 1,
         gpe_levels: int = 256,
         predict_chunk: int = 4096,
