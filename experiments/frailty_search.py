@@ -69,7 +69,12 @@ def render_preset(n: int, seed: int, cpu: bool = False, command: str = "") -> st
     ]
     if cpu:
         lines += CPU_OVERRIDES.rstrip("\n").splitlines()
-    lines += ["hydra:", "  sweeper:", "    params:", f"      frailty_search.trial: {','.join(names)}"]
+    lines += [
+        "hydra:",
+        "  sweeper:",
+        "    params:",
+        f"      frailty_search.trial: {','.join(names)}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules.frailty.preprocess import OutlierScaler, sliding_windows, wavelet_features
+from datamodules.frailty.preprocess import OutlierScaler, signal_features, wavelet_length
 from datamodules.frailty.reader import Recording
-from datamodules.frailty.splits import split_subjects, split_windows
+from datamodules.frailty.splits import SPLITS, split_subjects, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +39,67 @@ def build_windows(
     Returns arrays ``x_<split>`` (n, coeffs, channels) float32, ``y_<split>`` (labels) and
     ``pid_<split>`` (participant index into ``meta['participants']``), plus metadata.
     """
-    raw, labels, pids = [], [], []
+    size, stride = settings.window, settings.stride
+    segments, seg_rec, n_per_seg = [], [], []
     for i, rec in enumerate(recordings):
         for seg in rec.segments:
-            w = sliding_windows(seg, settings.window, settings.stride)
-            raw.append(w)
-            labels.append(np.full(len(w), rec.label, dtype=np.int64))
-            pids.append(np.full(len(w), i, dtype=np.int32))
-    windows = np.concatenate(raw)  # (n, channels, window): one copy of the cohort
-    labels, pids = np.concatenate(labels), np.concatenate(pids)
+            segments.append(seg)
+            seg_rec.append(i)
+            n_per_seg.append(1 + (len(seg) - size) // stride)
+    n_per_seg = np.asarray(n_per_seg)
+    pids = np.repeat(np.asarray(seg_rec, dtype=np.int32), n_per_seg)
+    labels = np.asarray([recordings[p].label for p in seg_rec], dtype=np.int64)
+    labels = np.repeat(labels, n_per_seg)
 
     if split == "window":
-        assign = split_windows(len(windows), fractions, seed)
+        assign = split_windows(len(pids), fractions, seed)
         subject_assign = None
     else:
         subject_assign = split_subjects(np.array([r.label for r in recordings]), fractions, seed)
         assign = subject_assign[pids]
 
-    scaler = OutlierScaler(k=settings.outlier_k, seed=seed).fit(windows[assign == 0])
+    # Scaler statistics from every sample that lies in at least one training window.
+    train_samples, offset = [], 0
+    for seg, n in zip(segments, n_per_seg):
+        starts = np.flatnonzero(assign[offset : offset + n] == 0) * stride
+        offset += n
+        if len(starts):
+            covered = np.zeros(len(seg) + 1, dtype=np.int32)
+            np.add.at(covered, starts, 1)
+            np.add.at(covered, starts + size, -1)
+            train_samples.append(seg[np.cumsum(covered[:-1]) > 0])
+    scaler = OutlierScaler(k=settings.outlier_k, seed=seed).fit(np.concatenate(train_samples))
+
+    n_coeffs = wavelet_length(size, settings.wavelet, settings.wavelet_level)
+    if settings.wavelet_coeffs == "truncate":
+        n_coeffs = size
+    channels = segments[0].shape[1]
     arrays: dict[str, np.ndarray] = {}
-    for split_id, name in enumerate(("train", "val", "test")):
-        idx = np.flatnonzero(assign == split_id)
-        feats = []
-        for start in tqdm(
-            range(0, len(idx), 8192), desc=f"frailty {name} wavelets", leave=False, disable=None
-        ):
-            chunk = scaler.transform(windows[idx[start : start + 8192]])
-            feats.append(
-                wavelet_features(
-                    chunk, settings.wavelet, settings.wavelet_level, settings.wavelet_coeffs
-                )
-            )
-        arrays[f"x_{name}"] = np.concatenate(feats) if feats else np.empty((0, 0, 0), np.float32)
-        arrays[f"y_{name}"] = labels[idx]
-        arrays[f"pid_{name}"] = pids[idx]
+    for split_id, name in enumerate(SPLITS):
+        n = int((assign == split_id).sum())
+        arrays[f"x_{name}"] = np.empty((n, n_coeffs, channels), dtype=np.float32)
+        arrays[f"y_{name}"] = labels[assign == split_id]
+        arrays[f"pid_{name}"] = pids[assign == split_id]
+    cursor = dict.fromkeys(SPLITS, 0)
+    offset = 0
+    for seg, n in tqdm(
+        list(zip(segments, n_per_seg)), desc="frailty windows + db1", leave=False, disable=None
+    ):
+        feats = signal_features(
+            seg,
+            scaler,
+            size,
+            stride,
+            settings.wavelet,
+            settings.wavelet_level,
+            settings.wavelet_coeffs,
+        )
+        seg_assign = assign[offset : offset + n]
+        offset += n
+        for split_id, name in enumerate(SPLITS):
+            part = feats[seg_assign == split_id]
+            arrays[f"x_{name}"][cursor[name] : cursor[name] + len(part)] = part
+            cursor[name] += len(part)
 
     meta = {
         "participants": [r.participant for r in recordings],
@@ -80,9 +107,6 @@ def build_windows(
         "scores": [r.score for r in recordings],
         "subject_split": None if subject_assign is None else subject_assign.tolist(),
         "scaler": scaler.state(),
-        "counts": {
-            name: np.bincount(arrays[f"y_{name}"], minlength=3).tolist()
-            for name in ("train", "val", "test")
-        },
+        "counts": {name: np.bincount(arrays[f"y_{name}"], minlength=3).tolist() for name in SPLITS},
     }
     return arrays, meta

@@ -7,6 +7,7 @@ from sklearn.preprocessing import StandardScaler
 
 from datamodules.frailty.preprocess import (
     OutlierScaler,
+    signal_features,
     sliding_windows,
     wavelet_features,
     wavelet_features_loop,
@@ -44,28 +45,46 @@ def test_vectorised_wavelets_equal_the_per_window_loop(coeffs, n):
         assert np.allclose(pywt.waverec(parts, "db1"), windows[5, 2], atol=1e-4)
 
 
-def test_scaler_matches_sklearn_on_training_windows_only():
+@pytest.mark.parametrize(
+    "size, level, wavelet", [(37, None, "db1"), (64, 3, "db1"), (50, None, "db2")]
+)
+def test_fast_path_equals_pywt_for_odd_sizes_levels_and_other_wavelets(size, level, wavelet):
+    windows = np.random.default_rng(4).normal(size=(9, 6, size)).astype(np.float32)
+    fast = wavelet_features(windows, wavelet, level)
+    assert fast.shape[1] == wavelet_length(size, wavelet, level)
+    assert np.allclose(fast, wavelet_features_loop(windows, wavelet, level), atol=1e-5)
+
+
+def test_scaler_matches_sklearn_on_training_samples_only():
     rng = np.random.default_rng(1)
-    train = rng.normal(3.0, 2.0, size=(50, 6, 200))
-    test = rng.normal(-10.0, 9.0, size=(20, 6, 200))  # very different: must not leak in
+    train = rng.normal(3.0, 2.0, size=(5000, 6))
+    test = rng.normal(-10.0, 9.0, size=(2000, 6))  # very different: must not leak in
     sc = OutlierScaler(k=None).fit(train)
-    ref = StandardScaler().fit(np.moveaxis(train, 1, -1).reshape(-1, 6))
+    ref = StandardScaler().fit(train)
     assert np.allclose(sc.mean, ref.mean_) and np.allclose(sc.scale, ref.scale_)
-    out = sc.transform(test)
-    assert np.allclose(
-        out, (test - ref.mean_[None, :, None]) / ref.scale_[None, :, None], atol=1e-4
-    )
+    assert np.allclose(sc.transform(test), ref.transform(test), atol=1e-4)
 
 
 def test_outliers_are_clipped_with_train_robust_bounds():
     rng = np.random.default_rng(2)
-    train = rng.normal(0, 1, size=(40, 6, 200))
-    train[0, 1, 7] = 1e4  # a spike: the robust bounds ignore it, clipping removes it
+    train = rng.normal(0, 1, size=(8000, 6))
+    train[7, 1] = 1e4  # a spike: the robust bounds ignore it, clipping removes it
     sc = OutlierScaler(k=5.0).fit(train)
     assert np.all(sc.high < 6) and np.all(sc.low > -6)
-    out = sc.transform(train)
-    assert np.abs(out).max() < 7  # the 1e4 spike no longer dominates the scale
+    assert np.abs(sc.transform(train)).max() < 7  # the spike no longer dominates the scale
     assert sc.scale[1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_signal_features_equal_scaling_each_window_then_looping():
+    """Scaling the recording before windowing is the same as scaling every window."""
+    rng = np.random.default_rng(3)
+    sig = rng.normal(size=(1300, 6)).astype(np.float32)
+    sig[100, 2] = 80.0
+    sc = OutlierScaler(k=4.0).fit(sig[:800])
+    fast = signal_features(sig, sc)
+    windows = sliding_windows(sig, 200, 50)
+    per_window = np.stack([sc.transform(w.T).T for w in windows])
+    assert np.allclose(fast, wavelet_features_loop(per_window), atol=1e-5)
 
 
 def test_subject_split_is_disjoint_stratified_and_seeded():

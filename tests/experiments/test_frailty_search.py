@@ -29,6 +29,7 @@ def test_trial_override_selects_that_architecture():
         cfg = compose(
             "config",
             ["+experiment=frailty", "+sweep=frailty_arch", "frailty_search.trial=t05"],
+            return_hydra_config=True,
         )
     assert list(cfg.model.conv_filters) == trials[5]["conv_filters"]
     assert list(cfg.model.lstm_units) == trials[5]["lstm_units"]
