@@ -63,23 +63,21 @@ def main() -> None:
     scaler = OutlierScaler(k=5.0).fit(np.concatenate(cohort[:4]))
     n_loop = a.participants if a.loop_participants is None else a.loop_participants
 
-    t0 = time.perf_counter()
-    n_windows, checksum = 0, 0.0
-    for sig in cohort:
+    # Interleaved per participant, so both paths see the same load on a shared machine.
+    t_vec = t_loop = 0.0
+    n_windows = loop_windows = 0
+    for i, sig in enumerate(cohort):
+        t0 = time.perf_counter()
         feats = vectorised(sig, scaler)
+        t_vec += time.perf_counter() - t0
         n_windows += len(feats)
-        checksum += float(feats[:, :2].sum())
-    t_vec = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    loop_windows = 0
-    for sig in cohort[:n_loop]:
-        feats = per_window_loop(sig, scaler)
-        loop_windows += len(feats)
-    t_loop = time.perf_counter() - t0
-    # Same numbers from both paths (checked outside the timed sections).
-    for sig in cohort[: min(3, n_loop)]:
-        assert np.allclose(vectorised(sig, scaler), per_window_loop(sig, scaler), atol=1e-4)
+        if i < n_loop:
+            t0 = time.perf_counter()
+            ref = per_window_loop(sig, scaler)
+            t_loop += time.perf_counter() - t0
+            loop_windows += len(ref)
+            if i < 3:  # same numbers from both paths
+                assert np.allclose(feats, ref, atol=1e-4)
 
     t_loop_full = t_loop * n_windows / loop_windows
     print(

@@ -69,7 +69,9 @@ def haar_wavedec_timemajor(windows: np.ndarray, level: int | None = None) -> np.
         np.subtract(even, odd, out=detail)
         detail *= inv_sqrt2
         end -= n_out
-        approx = (even + odd) * inv_sqrt2
+        nxt = np.add(even, odd)
+        nxt *= inv_sqrt2
+        approx = nxt
     out[:, :end] = approx
     return out
 
