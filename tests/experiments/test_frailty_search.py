@@ -52,3 +52,15 @@ def test_best_job_ranks_on_validation(tmp_path):
     (tmp_path / "3" / "metrics.json").write_text(json.dumps({"status": "failed"}))
     rows = best_job(tmp_path)
     assert [r["job"] for r in rows] == ["1", "2", "0"]  # by validation, not by test
+
+
+def test_gstride_datamodule_leaves_every_unknown_name_mandatory():
+    """A ??? merged over defaults would keep the default; the GSTRIDE file must not inherit."""
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", ["+experiment=frailty", "datamodule=frailty_gstride"])
+    assert OmegaConf.is_missing(cfg.datamodule, "data_dir")
+    for key in ("participants_file", "id_column", "score_column", "recording_pattern"):
+        assert OmegaConf.is_missing(cfg.datamodule.schema, key), key
+    assert OmegaConf.is_missing(cfg.datamodule.schema, "channel_columns")
