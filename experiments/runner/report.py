@@ -260,11 +260,9 @@ def to_markdown(report: Report, title: str) -> str:
             header.append(f"{m} (ours)" if m in has_paper else m)
             if m in has_paper:
                 header.append(f"{m} (paper)")
-        lines.append(
-            "## Results (mean ± std over "
-            + ", ".join(report.settings.repeat_keys + report.settings.pool_keys)
-            + ")"
-        )
+        across = report.settings.repeat_keys + report.settings.pool_keys
+        over = f" (mean ± std over {', '.join(across)})" if across else " (mean ± std over jobs)"
+        lines.append("## Results" + over)
         lines.append("")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
