@@ -45,8 +45,6 @@ def pool(job_dirs: list[Path]) -> dict[str, float]:
     """``test/*`` metrics over the pooled test epochs of all folds of one repeat."""
     y_true, y_pred = pooled_predictions(job_dirs)
     metrics = {f"test/{k}": v for k, v in staging_metrics(y_true, y_pred).items()}
-    metrics["test/epochs"] = float(len(y_true))
-    metrics["folds"] = float(len(job_dirs))
     if job_dirs:
         try:
             plot_sweep_curves(Path(job_dirs[0]).parent)
