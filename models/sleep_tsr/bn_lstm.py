@@ -35,7 +35,7 @@ def _bn_inplace(
     if fixed is None:
         mean = x.mean(dim, keepdim=True)
         x.sub_(mean)
-        var = x.square().mean(dim, keepdim=True)
+        var = (x * x).mean(dim, keepdim=True)
     else:
         mean, var = fixed
         x.sub_(mean)
@@ -94,15 +94,18 @@ class _BNLSTMFunction(torch.autograd.Function):
             a_hat = torch.bmm(hs[t], w_hh)
             r_a, m_a, v_a = _bn_inplace(a_hat, 1, eps, fh)
             act = torch.addcmul(offset, x_hat, ih_scale).addcmul_(a_hat, hh_scale)
-            act[..., : 3 * h].sigmoid_()
-            act[..., 3 * h :].tanh_()
+            # tanh(z) = 2 sigmoid(2z) - 1: one contiguous sigmoid for all four gates, and
+            # ATen's CPU sigmoid is several times faster than its tanh.
+            act[..., 3 * h :].mul_(2.0)
+            act.sigmoid_()
+            act[..., 3 * h :].mul_(2.0).sub_(1.0)
             i, f, o, gg = act.chunk(4, dim=2)
             c_prev = c
             c = f * c_prev
             c.addcmul_(i, gg)
             c_hat = c.clone()
             r_c, m_c, v_c = _bn_inplace(c_hat, 1, eps, fc)
-            tc = torch.addcmul(c_offset, c_hat, c_scale).tanh_()
+            tc = torch.addcmul(c_offset, c_hat, c_scale).mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
             torch.mul(o, tc, out=hs[t + 1])
             saved.append((x_hat, r_x, a_hat, r_a, act, c_prev, c_hat, r_c, tc))
             if sums is not None:
