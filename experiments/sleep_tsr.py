@@ -66,6 +66,15 @@ class SleepStagingModule(L.LightningModule):
         self.log("train/smooth", parts["smooth"], on_step=False, on_epoch=True)
         return parts["loss"]
 
+    def on_fit_start(self) -> None:
+        """On resume, keep the test-loss curve recorded before the interruption."""
+        out = self._output_dir()
+        if self.curve or out is None or self.global_step == 0 or not (out / CURVE_FILE).is_file():
+            return
+        with open(out / CURVE_FILE) as fh:
+            rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+        self.curve = [r for r in rows if r.get("step", 0) <= self.global_step]
+
     # ------------------------------------------------------------------ evaluation
     def _datamodule(self):  # noqa: ANN202
         return self.trainer.datamodule

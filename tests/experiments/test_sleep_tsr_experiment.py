@@ -9,6 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from experiments.sleep_tsr_figures import (
+    moving_average,
+    plot_hypnogram,
+    plot_loss_curves,
+    read_curve,
+)
 from experiments.sleep_tsr_metrics import SequenceAggregator, staging_metrics
 from experiments.sleep_tsr_report import pool, pooled_predictions
 from tests.helpers import run_experiment, run_sweep
@@ -48,6 +54,22 @@ def test_staging_metrics_by_hand():
     assert m["f1_N2"] == 1.0 and m["f1_W"] == pytest.approx(0.5)
     assert m["sens_macro"] == pytest.approx((0.5 + 1 + 1 + 1 + 2 / 3) / 5, rel=1e-5)
     assert 0 < m["kappa"] < 1
+
+
+def test_figures(tmp_path):
+    assert moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    y = np.array([0, 0, 1, 2, 3, 2, 4, 0])
+    png = plot_hypnogram(y, y[::-1], tmp_path / "h.png", title="night")
+    assert png.stat().st_size > 5000
+    for g, vals in (("a", "2.0,1.5,1.2"), ("b", "2.1,1.9,1.8")):
+        rows = ["step,test_ce"] + [f"{(i + 1) * 100},{v}" for i, v in enumerate(vals.split(","))]
+        (tmp_path / f"{g}.csv").write_text("\n".join(rows) + "\n")
+    steps, ce = read_curve(tmp_path / "a.csv")
+    assert steps.tolist() == [100, 200, 300] and ce.tolist() == [2.0, 1.5, 1.2]
+    fig = plot_loss_curves(
+        {"gamma=1": [tmp_path / "a.csv"], "gamma=0": [tmp_path / "b.csv"]}, tmp_path / "f.png"
+    )
+    assert fig.stat().st_size > 5000
 
 
 def test_single_run_trains_tests_and_saves_artefacts(tmp_path):
