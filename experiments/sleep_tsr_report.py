@@ -6,7 +6,7 @@ saved test predictions into one confusion matrix, as the paper computes its metr
 side effect it refreshes ``fig2_test_loss.png`` in the sweep directory, so Fig. 2 is rebuilt
 whenever the report is. By hand:
 
-    python -m experiments.sleep_tsr_report <sweep_dir>
+    python -m experiments.sleep_tsr_report <sweep_dir>   # + pooled confusion matrices per gamma
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from experiments.sleep_tsr import CURVE_FILE, PREDICTIONS_FILE
 from experiments.sleep_tsr_figures import plot_loss_curves
-from experiments.sleep_tsr_metrics import staging_metrics
+from experiments.sleep_tsr_metrics import CLASSES, confusion, staging_metrics
 
 log = logging.getLogger(__name__)
 FIG2 = "fig2_test_loss.png"
@@ -102,6 +102,17 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"| {gamma:g} | {seed} | {len(dirs)} | " + " | ".join(f"{v:.3f}" for v in cells) + " |"
         )
+    by_gamma: dict[float, list[Path]] = defaultdict(list)
+    for (gamma, _), dirs in groups.items():
+        by_gamma[gamma].extend(dirs)
+    for gamma, dirs in sorted(by_gamma.items(), key=lambda kv: -kv[0]):
+        cm = confusion(*pooled_predictions(dirs))
+        path = args.sweep_dir / f"confusion_gamma={gamma:g}.csv"
+        np.savetxt(path, cm, fmt="%d", delimiter=",", header=",".join(CLASSES))
+        print(
+            f"\npooled confusion, gamma={gamma:g}, all folds and repeats (rows true: W N1 N2 N3 REM)"
+        )
+        print(cm)
     fig = plot_sweep_curves(args.sweep_dir)
     if fig:
         print(f"Fig. 2: {fig}")

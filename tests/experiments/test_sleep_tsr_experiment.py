@@ -16,6 +16,7 @@ from experiments.sleep_tsr_figures import (
     read_curve,
 )
 from experiments.sleep_tsr_metrics import SequenceAggregator, staging_metrics
+from experiments.sleep_tsr_report import main as report_main
 from experiments.sleep_tsr_report import pool, pooled_predictions
 from tests.helpers import run_experiment, run_sweep
 
@@ -119,3 +120,6 @@ def test_gamma_sweep_summary_has_table1_shape(tmp_path):
     y_true, y_pred = pooled_predictions(first)
     assert len(y_true) == sum(len(np.load(d / "predictions_test.npz")["y_true"]) for d in first)
     assert pooled["test/acc"] == pytest.approx(float(np.mean(y_true == y_pred)), abs=1e-6)
+    report_main([str(sweep)])
+    cm = np.loadtxt(sweep / "confusion_gamma=0.csv", delimiter=",")
+    assert cm.shape == (5, 5) and cm.sum() == 2 * len(y_true)  # both repeats pooled
