@@ -78,7 +78,7 @@ def plot_loss_curves(curves: Mapping[str, Sequence[Path]], path: Path, window: i
         n = min(len(s[0]) for s in series)
         steps = series[0][0][:n]
         mean = np.mean([s[1][:n] for s in series], axis=0)
-        ax.plot(steps, moving_average(mean, window), label=label or None)
+        ax.plot(steps, moving_average(mean, window), marker="o", ms=3, label=label or None)
     ax.set_xlabel("training step")
     ax.set_ylabel("test cross-entropy")
     ax.grid(alpha=0.3)
