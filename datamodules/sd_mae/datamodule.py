@@ -51,6 +51,7 @@ class SDMAEDataModule(L.LightningDataModule):
         data_dir: str | None = None,
         embedded_dir: str = "data/embedded",
         img_size: int = 224,
+        num_classes: int | None = None,
         stage: str = "pretrain",
         batch_size: int = 64,
         eval_batch_size: int | None = None,
@@ -95,6 +96,7 @@ class SDMAEDataModule(L.LightningDataModule):
         self.data_dir = data_dir
         self.embedded_dir = embedded_dir
         self.img_size = img_size
+        self.expected_classes = num_classes
         self.stage = stage
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -115,7 +117,18 @@ class SDMAEDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ data
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        """Classes found on disk after ``setup``; the configured count before."""
+        return len(self.classes) if self.classes else (self.expected_classes or 0)
+
+    def _check_classes(self) -> None:
+        n = self.expected_classes
+        if n is not None and n != len(self.classes):
+            raise ConfigError(
+                "datamodule.num_classes",
+                f"configured {n} but {self.dataset} has {len(self.classes)} classes "
+                f"{self.classes} (after excluding {self.exclude}); set datamodule.num_classes="
+                f"{len(self.classes)}",
+            )
 
     def prepare_data(self) -> None:
         if self.dataset == "embedded":
@@ -185,6 +198,7 @@ class SDMAEDataModule(L.LightningDataModule):
                 )
                 self._test.samples = [self._test.samples[i] for i in np.sort(keep)]
             self._crop = crop
+        self._check_classes()
         log.info(
             "%s: %d classes %s, train %d / val %d / test %d",
             self.dataset,

@@ -44,6 +44,8 @@ class MaskedAutoencoder(nn.Module):
         norm_pix_loss: bool = True,
     ) -> None:
         super().__init__()
+        # constructor arguments, so a saved model can be rebuilt without the config files
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
         self.encoder = ViTEncoder(
