@@ -70,7 +70,7 @@ def _pretrain(ctx: RunContext, module: MAEPretrain, epochs: int, n_images: int) 
     enc_path = save_encoder(
         ckpt_dir / "encoder.pt", module.net.encoder, method=module.method, epochs=epochs
     )
-    imgs = next(iter(dm.test_dataloader()))[0][:n_images].cpu()
+    imgs = dm.sample_images(n_images)
     net = module.net.cpu()
     torch.save(
         {
@@ -104,10 +104,12 @@ def pretrain_probe_finetune(
         raise ValueError("the sd_mae pipeline needs datamodule=sd_mae* and module=sd_mae_pretrain")
     if "sd_mae" not in cfg or "probe" not in cfg.sd_mae or "finetune" not in cfg.sd_mae:
         raise ValueError("the sd_mae pipeline needs sd_mae.probe and sd_mae.finetune configs")
+    method = module.method
+    if encoder_ckpt and method != "supervised":  # architecture check before any data is read
+        instantiate(cfg.sd_mae.probe, encoder_ckpt=encoder_ckpt, _convert_="partial")
     dm.prepare_data()
     dm.setup("fit")
     metrics: dict[str, Any] = {}
-    method = module.method
     if method == "supervised":
         enc = None
     elif encoder_ckpt:

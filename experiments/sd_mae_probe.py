@@ -50,6 +50,9 @@ class LinearProbe(ClassifierBase):
         self.encoder.eval()  # frozen: no dropout/drop-path noise in the features
         return self
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.encoder.eval()  # Lightning may restore sub-module modes between loops
+
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).mean(dim=1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -239,6 +240,12 @@ class SDMAEDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         tf = eval_transform(self.img_size, self._crop)
         return self._loader(self._test, None, tf, False, self.eval_batch_size)
+
+    def sample_images(self, n: int) -> torch.Tensor:
+        """``n`` test images spread evenly over the (class-sorted) test split, for figures."""
+        ds = _Transformed(self._test, eval_transform(self.img_size, self._crop))
+        idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+        return torch.stack([ds[int(i)][0] for i in idx])
 
     def train_eval_dataloader(self) -> DataLoader:
         """Training images with the evaluation transform (reconstruction figures, features)."""

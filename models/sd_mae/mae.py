@@ -46,8 +46,8 @@ class MaskedAutoencoder(nn.Module):
         super().__init__()
         # constructor arguments, so a saved model can be rebuilt without the config files
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
+        # mask_ratio is validated where it is used (random_masking) and, as a config error, by
+        # the pre-training module, so a bad value is reported with its config key.
         self.encoder = ViTEncoder(
             img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio
         )

@@ -46,7 +46,7 @@ def test_masking_rejects_bad_ratio():
     with pytest.raises(ValueError, match="mask_ratio"):
         random_masking(2, 16, 1.0)
     with pytest.raises(ValueError, match="mask_ratio"):
-        MaskedAutoencoder(**TINY, mask_ratio=-0.1)
+        tiny_mae(mask_ratio=-0.1)(torch.randn(1, 3, 32, 32))
 
 
 def test_patchify_roundtrip_and_normalised_target():
