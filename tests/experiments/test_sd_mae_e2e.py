@@ -40,6 +40,7 @@ def _metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow  # ~30 s on an idle 2-core machine
 def test_chain_pretrain_probe_finetune(tmp_path):
     _, run_dir = run_experiment([*TINY, "pipeline.n_finetunes=2"], tmp_path)
     rec = _metrics(run_dir)
