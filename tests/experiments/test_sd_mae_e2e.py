@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from experiments.sd_mae_checkpoint import save_encoder
+from experiments.sd_mae_figures import compare_sweep
 from models.sd_mae import ViTEncoder
 from tests.helpers import run_experiment, run_sweep
 
@@ -103,6 +104,8 @@ def test_methods_sweep_fills_table(tmp_path):
     for method in ("supervised", "mae", "mae_contrastive", "sdmae"):
         assert method in table
     assert "test/probe_acc" in table
+    png = compare_sweep(sweep)  # Fig. 3: MAE vs SD-MAE (vs contrastive), same images and masks
+    assert png.stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -120,4 +123,4 @@ def test_mask_ratio_sweep_plots(tmp_path):
         tmp_path,
     )
     assert "model.mask_ratio" in (sweep / "summary.md").read_text()
-    assert list(sweep.glob("*.png")) or list(sweep.glob("**/*mask_ratio*.png"))
+    assert (sweep / "plot_model.mask_ratio.png").stat().st_size > 1000
