@@ -1,0 +1,95 @@
+"""Pre-training throughput of MAE / SD-MAE at ViT-S/16 224 for mask ratios 0, 0.6 and 0.75.
+
+The encoder sees only the visible patches, so a step at 0.75 must cost at most half a step
+at 0 (issue target). One full optimiser step (forward, loss, backward, AdamW) is timed; every
+ratio is measured in the same run, interleaved, after a warm-up step.
+
+    python benchmarks/sd_mae_speed.py                       # CPU, 1 thread, batch 4
+    python benchmarks/sd_mae_speed.py --device cuda --batch 256   # bf16 autocast on GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from losses.sd_mae.objective import PretrainObjective  # noqa: E402
+from models.sd_mae.mae import MaskedAutoencoder  # noqa: E402
+
+
+def build(method: str, device: torch.device) -> tuple[MaskedAutoencoder, PretrainObjective]:
+    mae = MaskedAutoencoder()  # ViT-S/16 encoder, 4 x 192 decoder, 224 px: the paper's model
+    obj = PretrainObjective(method, mae.embed_dim, mae.decoder_dim)  # paper-sized heads
+    return mae.to(device), obj.to(device)
+
+
+def step(mae, obj, opt, x, ratio: float, amp: bool) -> None:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = obj(mae(x, mask_ratio=ratio))["loss"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per ratio (after 1 warm-up)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default="mae,sdmae")
+    ap.add_argument("--ratios", default="0,0.6,0.75")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    device = torch.device(a.device)
+    amp = device.type == "cuda"
+    ratios = [float(r) for r in a.ratios.split(",")]
+    print(
+        f"device={device} threads={a.threads} batch={a.batch} img=224 patch=16 "
+        f"bf16_autocast={amp} torch={torch.__version__}"
+    )
+    print("| method | mask ratio | visible patches | s / step | images / s | step vs ratio 0 |")
+    print("|---|---|---|---|---|---|")
+    verdicts = []
+    for method in a.methods.split(","):
+        mae, obj = build(method, device)
+        opt = torch.optim.AdamW(list(mae.parameters()) + list(obj.parameters()), lr=1e-4)
+        x = torch.randn(a.batch, 3, 224, 224, device=device)
+        times: dict[float, list[float]] = {r: [] for r in ratios}
+        for r in ratios:  # warm-up (allocator, kernels) at every shape
+            step(mae, obj, opt, x, r, amp)
+        for _ in range(a.steps):  # interleaved, so machine load hits every ratio alike
+            for r in ratios:
+                sync(device)
+                t0 = time.perf_counter()
+                step(mae, obj, opt, x, r, amp)
+                sync(device)
+                times[r].append(time.perf_counter() - t0)
+        base = min(times[ratios[0]])
+        for r in ratios:
+            t = min(times[r])
+            vis = 196 - int(r * 196)
+            print(f"| {method} | {r} | {vis} | {t:.3f} | {a.batch / t:.1f} | {t / base:.2f} |")
+        if 0.75 in times and 0.0 in times:
+            rel = min(times[0.75]) / min(times[0.0])
+            verdicts.append(
+                f"{method}: step(0.75)/step(0) = {rel:.2f} -> {'PASS' if rel <= 0.5 else 'FAIL'} (target <= 0.5)"
+            )
+    print()
+    print("\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()

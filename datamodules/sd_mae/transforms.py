@@ -1,0 +1,42 @@
+"""Image transforms per stage: MAE pre-training, linear probe, fine-tune, evaluation."""
+
+from __future__ import annotations
+
+from torchvision import transforms as T
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STAGES = ("pretrain", "probe", "finetune")
+
+
+def train_transform(stage: str, img_size: int, hflip: bool = False) -> T.Compose:
+    """Pre-training: RandomResizedCrop only (the paper); probe adds a flip (MAE's linprobe);
+    fine-tuning adds a flip and RandAugment(2, 9) (MAE's rand-m9 recipe)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    ops: list = [
+        T.RandomResizedCrop(
+            img_size,
+            scale=(0.2 if stage == "pretrain" else 0.08, 1.0),
+            interpolation=T.InterpolationMode.BICUBIC,
+        )
+    ]
+    if hflip or stage != "pretrain":
+        ops.append(T.RandomHorizontalFlip())
+    if stage == "finetune":
+        ops.append(T.RandAugment(num_ops=2, magnitude=9))
+    ops += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return T.Compose(ops)
+
+
+def eval_transform(img_size: int, crop_ratio: float = 1.0) -> T.Compose:
+    """Resize (then centre-crop when ``crop_ratio`` < 1, as for ImageNet) and normalise."""
+    resize = int(round(img_size / crop_ratio))
+    return T.Compose(
+        [
+            T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(img_size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
