@@ -18,12 +18,13 @@ from torch.autograd.function import once_differentiable
 __all__ = ["gmm_nll", "naive_gmm_nll", "GMMNegLogLikelihood"]
 
 
-def _floor_mask(log_var: Tensor, log_floor: float | None) -> Tensor | None:
-    return None if log_floor is None else log_var >= log_floor
-
-
 class GMMNegLogLikelihood(torch.autograd.Function):
-    """L(x, s) = -log sum_i w_si N(x; mu_si, exp(lv_si)) for all states s at once."""
+    """L(x, s) = -log sum_i w_si N(x; mu_si, exp(lv_si)) for all states s at once.
+
+    Memory: forward saves the precisions and the (B, S*g) responsibilities; backward rebuilds
+    mu * prec as a temporary and writes the mean / log-variance gradients in place, so the step
+    peaks at about parameters + gradients + one (S*g, d) buffer + one (B, S*g) buffer.
+    """
 
     @staticmethod
     def forward(
@@ -33,59 +34,73 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         log_var: Tensor,
         weight_logits: Tensor,
         log_floor: float | None,
+        reuse_buffers: bool,
     ) -> Tensor:
         batch, dim = x.shape
         states, comps = weight_logits.shape
-        lv = log_var if log_floor is None else log_var.clamp_min(log_floor)
-        prec = torch.exp(-lv)  # (K, d) inverse variances
+        # Clamp (and later mask) only when some variance is under the floor: one cheap amin pass
+        # instead of a clamp, a compare and a masked fill over (S*g, d) on every step.
+        floored = log_floor is not None and bool(log_var.detach().amin() < log_floor)
+        neg_lv = torch.neg(log_var)
+        if floored:
+            neg_lv.clamp_max_(-log_floor)  # variance floor: lv >= log(floor)
+        lv_sum = neg_lv.sum(-1).neg_()  # log|Sigma_k|
+        prec = neg_lv.exp_()  # (K, d) inverse variances, in the buffer of -lv
         mp = mu * prec  # (K, d)
-        log_w = torch.log_softmax(weight_logits, dim=-1).reshape(-1)
-        # Per-component constant: log w - 0.5 (mu^2/var + log|Sigma| + d log 2 pi).
-        const = torch.linalg.vecdot(mu, mp) + lv.sum(-1)
-        bias = log_w - 0.5 * (const + dim * math.log(2 * math.pi))
-        comp = torch.addmm(bias, x, mp.t())  # (B, K)
+        comp = x @ mp.t()  # (B, K): the two-matmul expansion of the Mahalanobis term
         comp.addmm_(x * x, prec.t(), alpha=-0.5)
+        mahal_mu = mp.mul_(mu).sum(-1)  # mu^2 / var, reusing the mu * prec buffer
+        del mp
+        log_w = torch.log_softmax(weight_logits, dim=-1).reshape(-1)
+        comp.add_(log_w - 0.5 * (mahal_mu + lv_sum + dim * math.log(2 * math.pi)))  # log w N
         comp3 = comp.view(batch, states, comps)
-        lse = torch.logsumexp(comp3, dim=-1)  # (B, S) = log p(x|s)
-        # Responsibilities pi_i(x, s) of Eq. 3, formed in place to save a (B, K) buffer.
-        resp = comp3.sub_(lse.unsqueeze(-1)).exp_()
-        ctx.save_for_backward(x, mu, log_var, weight_logits, prec, mp, resp)
-        ctx.log_floor = log_floor
-        return lse.neg_()
+        peak = comp3.amax(dim=-1, keepdim=True)
+        expo = comp3.sub_(peak).exp_()  # w N / exp(peak); pi = expo / total (Eq. 3)
+        total = expo.sum(-1, keepdim=True)
+        ctx.save_for_backward(x, mu, log_var, weight_logits, prec, expo, total)
+        ctx.log_floor = log_floor if floored else None
+        ctx.reuse_buffers = reuse_buffers
+        ctx.used = False
+        return torch.log(total).add_(peak).squeeze(-1).neg_()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        x, mu, log_var, weight_logits, prec, mp, resp = ctx.saved_tensors
+        if ctx.used and ctx.reuse_buffers:
+            raise RuntimeError(
+                "gmm_nll: backward overwrote its saved responsibilities; pass reuse_buffers=False "
+                "to back-propagate through the same graph twice (retain_graph, gradcheck)"
+            )
+        ctx.used = True
+        x, mu, log_var, weight_logits, prec, expo, total = ctx.saved_tensors
         batch, dim = x.shape
         states, comps = weight_logits.shape
-        # dL/dlog(w N)_k = -pi_k; chain with the incoming gradient of L(x, s).
-        r = (resp * grad_out.unsqueeze(-1)).neg_().view(batch, states * comps)  # (B, K)
+        # dL(x, s)/d log(w N)_k = -pi_k; r = pi * grad (the sign is folded into what follows).
+        scale = grad_out.unsqueeze(-1) / total
+        r3 = expo.mul_(scale) if ctx.reuse_buffers else expo * scale
+        r = r3.view(batch, -1)
         r_sum = r.sum(0)  # (K,)
         grad_x = grad_mu = grad_lv = grad_w = None
+        buf = None
         if ctx.needs_input_grad[0]:
-            grad_x = r @ mp
-            grad_x.addcmul_(x, r @ prec, value=-1.0)
+            buf = torch.mul(mu, prec)
+            grad_x = torch.addcmul(-(r @ buf), x, r @ prec)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            dconst = (-0.5 * r_sum).unsqueeze(-1)  # gradient wrt the per-component constant
-            d_mp = r.t() @ x  # (K, d)
-            if ctx.needs_input_grad[1]:
-                grad_mu = d_mp * prec
-                grad_mu.addcmul_(mp, 2.0 * dconst)
+            half = (0.5 * r_sum).unsqueeze(-1)  # = -dL/d const_k
+            # an = -dL/d(mu*prec) + half * mu ; grad_lv starts as -dL/d prec of the quadratic term.
+            an = torch.mm(r.t(), x.neg(), out=buf) if buf is not None else r.t() @ x.neg()
+            an.addcmul_(mu, half)
             if ctx.needs_input_grad[2]:
-                # -dprec * prec with dprec = -0.5 r^T x^2 + d_mp * mu + dconst * mu^2.
-                grad_lv = r.t() @ (x * x)
-                grad_lv.mul_(0.5).mul_(prec)
-                d_mp.addcmul_(mu, dconst)
-                grad_lv.addcmul_(mp, d_mp, value=-1.0).add_(dconst)
-                mask = _floor_mask(log_var, ctx.log_floor)
-                if mask is not None:
-                    grad_lv.mul_(mask)
+                grad_lv = r.t() @ (x * x).mul_(-0.5)
+                grad_lv.addcmul_(mu, an, value=-1.0).mul_(prec).add_(half)
+                if ctx.log_floor is not None:
+                    grad_lv.masked_fill_(log_var < ctx.log_floor, 0.0)  # floored: no gradient
+            if ctx.needs_input_grad[1]:
+                grad_mu = an.addcmul_(mu, half).mul_(prec)
         if ctx.needs_input_grad[3]:
-            g = r_sum.view(states, comps)
-            w = torch.softmax(weight_logits, dim=-1)
-            grad_w = g - w * g.sum(-1, keepdim=True)
-        return grad_x, grad_mu, grad_lv, grad_w, None
+            g = r_sum.view(states, comps).neg()
+            grad_w = g - torch.softmax(weight_logits, dim=-1) * g.sum(-1, keepdim=True)
+        return grad_x, grad_mu, grad_lv, grad_w, None, None
 
 
 def gmm_nll(
@@ -94,11 +109,13 @@ def gmm_nll(
     log_var: Tensor,
     weight_logits: Tensor,
     var_floor: float | None = None,
+    reuse_buffers: bool = True,
 ) -> Tensor:
     """-log p(x|s) for every state: x (B, d), mu/log_var (S*g, d), weight_logits (S, g) -> (B, S).
 
     ``var_floor`` clamps the variances from below (gradient zero where clamped) so collapsing
-    components cannot drive the loss to NaN.
+    components cannot drive the loss to NaN. ``reuse_buffers`` lets backward overwrite the saved
+    responsibilities (one (B, S*g) buffer less at the peak); turn it off to call backward twice.
     """
     if x.dim() != 2 or mu.dim() != 2 or mu.shape != log_var.shape:
         raise ValueError(
@@ -110,7 +127,7 @@ def gmm_nll(
             f" and x of width {x.shape[1]}"
         )
     log_floor = None if not var_floor else math.log(var_floor)
-    return GMMNegLogLikelihood.apply(x, mu, log_var, weight_logits, log_floor)
+    return GMMNegLogLikelihood.apply(x, mu, log_var, weight_logits, log_floor, reuse_buffers)
 
 
 def naive_gmm_nll(

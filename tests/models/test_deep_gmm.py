@@ -32,7 +32,17 @@ def _params(dtype=torch.float64, seed=0):
 
 @pytest.mark.parametrize("floor", [None, 0.9])
 def test_gradcheck_float64(floor):
-    assert torch.autograd.gradcheck(lambda *a: gmm_nll(*a, var_floor=floor), _params())
+    assert torch.autograd.gradcheck(
+        lambda *a: gmm_nll(*a, var_floor=floor, reuse_buffers=False), _params()
+    )
+
+
+def test_in_place_backward_refuses_a_second_pass():
+    x, mu, lv, w = _params()
+    out = gmm_nll(x, mu, lv, w).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="reuse_buffers=False"):
+        out.backward()
 
 
 def test_forward_is_minus_log_of_eq1():
