@@ -1,0 +1,99 @@
+"""Build loggers, callbacks and trainers from the config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def build_loggers(
+    cfg: DictConfig, output_dir: Path, sweep_name: str | None, stage: str | None = None
+) -> list[Any]:
+    """Instantiate ``cfg.logger``: csv always, wandb grouped by sweep and resumable by id."""
+    loggers: list[Any] = []
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
+        if lg_cfg is None or "_target_" not in lg_cfg:
+            continue
+        lg_cfg = OmegaConf.create(OmegaConf.to_container(lg_cfg, resolve=True))
+        with open_dict(lg_cfg):
+            if "WandbLogger" in lg_cfg._target_:
+                if lg_cfg.get("mode") == "disabled":
+                    continue
+                _fill_wandb(lg_cfg, cfg, output_dir, sweep_name)
+            elif "CSVLogger" in lg_cfg._target_ and stage:
+                lg_cfg.version = stage
+        log.info("logger %s -> %s", name, lg_cfg._target_)
+        loggers.append(instantiate(lg_cfg))
+    return loggers
+
+
+def _fill_wandb(lg_cfg: DictConfig, cfg: DictConfig, output_dir: Path, sweep_name: str | None):
+    """Name/group the run and reuse its id when the job directory already has one (resume)."""
+    id_file = output_dir / WANDB_ID_FILE
+    if lg_cfg.get("id") is None:
+        if id_file.exists():
+            lg_cfg.id = id_file.read_text().strip()
+        else:
+            import wandb.util
+
+            lg_cfg.id = wandb.util.generate_id()
+            output_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(lg_cfg.id)
+    lg_cfg.resume = "allow"
+    if lg_cfg.get("name") is None:
+        lg_cfg.name = f"{cfg.task_name}/{output_dir.name}"
+    if lg_cfg.get("group") is None and sweep_name:
+        lg_cfg.group = sweep_name
+    lg_cfg.config = OmegaConf.to_container(_loggable_config(cfg), resolve=True)
+
+
+def _loggable_config(cfg: DictConfig) -> DictConfig:
+    """The config without the ``hydra`` node (not resolvable outside the job)."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
+def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
+    """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
+    callbacks: list[L.Callback] = []
+    for _, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if cb_cfg is None or "_target_" not in cb_cfg:
+            continue
+        if stage and "dirpath" in cb_cfg:
+            cb_cfg = cb_cfg.copy()
+            with open_dict(cb_cfg):
+                cb_cfg.dirpath = str(Path(cb_cfg.dirpath) / stage)
+        callbacks.append(instantiate(cb_cfg))
+    return callbacks
+
+
+def build_trainer(
+    cfg: DictConfig,
+    output_dir: Path,
+    sweep_name: str | None,
+    shared_loggers: list[Any] | None = None,
+    stage: str | None = None,
+    **overrides: Any,
+) -> L.Trainer:
+    """A Trainer from ``cfg.trainer``; ``overrides`` replace its arguments."""
+    loggers = (
+        shared_loggers
+        if shared_loggers is not None and stage is None
+        else build_loggers(cfg, output_dir, sweep_name, stage)
+    )
+    callbacks = overrides.pop("callbacks", None)
+    if callbacks is None:
+        callbacks = build_callbacks(cfg, stage)
+    kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
+    kwargs.update(overrides)
+    if stage and "default_root_dir" not in overrides:
+        kwargs["default_root_dir"] = str(output_dir / stage)
+    return instantiate(cfg.trainer, **kwargs)

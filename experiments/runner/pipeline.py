@@ -1,0 +1,69 @@
+"""The default pipeline: fit, then test the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from experiments.runner.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Keep the scalar entries of a Lightning ``callback_metrics`` dict as plain floats."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def fit_and_test(ctx: RunContext) -> dict[str, Any]:
+    """``trainer.fit`` (resuming from ``cfg.ckpt_path``), then ``trainer.test`` on the best checkpoint.
+
+    Returns the final ``val/*`` and ``test/*`` metrics (and ``train/*`` of the last epoch).
+    """
+    cfg = ctx.cfg
+    if ctx.module is None or ctx.datamodule is None:
+        raise ValueError(
+            "the fit_and_test pipeline needs both `module` and `datamodule` configs; "
+            "pick them in the experiment preset (override /module: ..., /datamodule: ...)"
+        )
+    trainer = ctx.make_trainer()
+    metrics: dict[str, Any] = {}
+    if cfg.get("train", True):
+        trainer.fit(
+            ctx.module,
+            datamodule=ctx.datamodule,
+            ckpt_path=cfg.get("ckpt_path"),
+            weights_only=False,  # the job's own checkpoints (hparams may hold partials)
+        )
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+    if cfg.get("test", True):
+        ckpt = _best_checkpoint(trainer)
+        if ckpt is None:
+            log.warning("no best checkpoint found: testing the current weights")
+        results = trainer.test(
+            ctx.module, datamodule=ctx.datamodule, ckpt_path=ckpt, weights_only=False
+        )
+        for result in results:
+            metrics.update(scalar_metrics(result))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+        if ckpt:
+            metrics["best_checkpoint"] = ckpt
+    return metrics
+
+
+def _best_checkpoint(trainer: Any) -> str | None:
+    """Path of the best checkpoint of the first monitoring ModelCheckpoint, if any."""
+    for cb in getattr(trainer, "checkpoint_callbacks", []):
+        if getattr(cb, "monitor", None) and getattr(cb, "best_model_path", ""):
+            return cb.best_model_path
+    return None

@@ -1,0 +1,32 @@
+"""Entry point: ``python run.py +experiment=<name>`` or ``python run.py -m +experiment=<name> ...``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from experiments.runner.checks import ConfigError
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.runner.task import run_task
+
+# `resume=<run dir>` reuses that directory (and its last.ckpt / wandb run) instead of a new one.
+OmegaConf.register_new_resolver(
+    "run_dir_or", lambda resume, default: resume if resume else default, replace=True
+)
+os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Run one job; the return value is the metric a sweeper optimises (``optimized_metric``)."""
+    try:
+        return run_task(cfg)
+    except ConfigError as err:
+        print(f"\nConfig error: {err}\n", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
