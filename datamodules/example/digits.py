@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from experiments.runner.checks import ConfigError, check_data_dir, check_positive, check_range
+from experiments.runner.sampling import seeded_train_loader
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,8 @@ class DigitsDataModule(L.LightningDataModule):
         log.info("digits: %s", {k: len(v) for k, v in self.splits.items()})
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.splits["train"], self.batch_size, shuffle=True, num_workers=self.num_workers
+        return seeded_train_loader(
+            self.splits["train"], self.batch_size, self.seed, num_workers=self.num_workers
         )
 
     def val_dataloader(self) -> DataLoader:

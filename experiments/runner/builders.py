@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,21 @@ def build_loggers(
                 if lg_cfg.get("mode") == "disabled":
                     continue
                 _fill_wandb(lg_cfg, cfg, output_dir, sweep_name)
-            elif "CSVLogger" in lg_cfg._target_ and stage:
-                lg_cfg.version = stage
+            elif "CSVLogger" in lg_cfg._target_:
+                lg_cfg.version = _fresh_csv_version(lg_cfg, stage)
         log.info("logger %s -> %s", name, lg_cfg._target_)
-        loggers.append(instantiate(lg_cfg))
+        loggers.append(instantiate(lg_cfg, _convert_="all"))
     return loggers
+
+
+def _fresh_csv_version(lg_cfg: DictConfig, stage: str | None) -> str:
+    """The CSV folder for this attempt: a resumed run appends ``-resumed-N`` instead of overwriting."""
+    base = stage or str(lg_cfg.get("version") or "")
+    version, attempt = base, 1
+    while (Path(lg_cfg.save_dir) / lg_cfg.name / version / "metrics.csv").exists():
+        attempt += 1
+        version = f"{base}-resumed-{attempt}" if base else f"resumed-{attempt}"
+    return version
 
 
 def _fill_wandb(lg_cfg: DictConfig, cfg: DictConfig, output_dir: Path, sweep_name: str | None):
@@ -43,9 +54,7 @@ def _fill_wandb(lg_cfg: DictConfig, cfg: DictConfig, output_dir: Path, sweep_nam
         if id_file.exists():
             lg_cfg.id = id_file.read_text().strip()
         else:
-            import wandb.util
-
-            lg_cfg.id = wandb.util.generate_id()
+            lg_cfg.id = uuid.uuid4().hex[:8]
             output_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(lg_cfg.id)
     lg_cfg.resume = "allow"

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import random
+from pathlib import Path
+from typing import Any
+
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
-class EpochSeed(Callback):
-    """Reseed every RNG at the start of each training epoch from (seed, epoch).
+class StepSeed(Callback):
+    """Reseed every RNG before each training batch from (seed, global step).
 
     Lightning restores weights, optimizer and loop state from a checkpoint but not the RNG
-    streams, so a resumed run would draw different dropout masks and shuffles than an
-    uninterrupted one. Seeding per epoch makes ``ckpt_path=last`` reach the same final metrics.
+    streams, and skips ``on_train_epoch_start`` for the epoch it resumes in. Seeding per step
+    gives a resumed run the same dropout masks and augmentations as an uninterrupted one; the
+    data order comes from ``experiments.runner.sampling.EpochSeededRandomSampler``.
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        L.seed_everything(self.seed * 1000 + trainer.current_epoch, workers=True, verbose=False)
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step_seed = (self.seed * 1_000_003 + trainer.global_step) % (2**32)
+        random.seed(step_seed)
+        np.random.seed(step_seed)  # noqa: NPY002 (global RNG on purpose: code under it uses it)
+        torch.manual_seed(step_seed)
 
 
 class FailAtEpoch(Callback):
@@ -31,3 +44,29 @@ class FailAtEpoch(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"{self.message} at epoch {self.epoch}")
+
+
+class LastCheckpoint(Callback):
+    """Write ``<dirpath>/last.ckpt`` at the end of every training epoch, atomically.
+
+    Lightning's ``save_last`` only writes when a top-k checkpoint was written in the same step,
+    and a crash during the write would leave a broken file; this callback always leaves either
+    the previous or the new complete checkpoint, which ``ckpt_path=last`` resumes from.
+    """
+
+    FILE_NAME = "last.ckpt"
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / self.FILE_NAME
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        tmp = self.dirpath / f".{self.FILE_NAME}.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from experiments.runner.callbacks import LastCheckpoint
 from experiments.runner.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
         trainer.fit(
             ctx.module,
             datamodule=ctx.datamodule,
-            ckpt_path=cfg.get("ckpt_path"),
+            ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), ctx.output_dir),
             weights_only=False,  # the job's own checkpoints (hparams may hold partials)
         )
         metrics.update(scalar_metrics(trainer.callback_metrics))
@@ -59,6 +61,18 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
         if ckpt:
             metrics["best_checkpoint"] = ckpt
     return metrics
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``"last"`` -> this job's ``checkpoints/last.ckpt`` (None, with a warning, if absent)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = output_dir / "checkpoints" / LastCheckpoint.FILE_NAME
+    if last.exists():
+        log.info("resuming from %s", last)
+        return str(last)
+    log.warning("ckpt_path=last but %s does not exist: starting from scratch", last)
+    return None
 
 
 def _best_checkpoint(trainer: Any) -> str | None:

@@ -46,7 +46,7 @@ class ReportSettings:
         return cls(
             main_metric=rep.get("main_metric"),
             metrics=list(rep.metrics) if rep.get("metrics") else None,
-            repeat_keys=list(rep.get("repeat_keys") or []),
+            repeat_keys=list(rep.get("repeat_keys", ["seed"]) or []),
             pool_keys=list(rep.get("pool_keys") or []),
             pool=pool,
             paper=OmegaConf.to_container(rep.paper) if rep.get("paper") else [],

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -53,9 +54,22 @@ def _optimized(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
 
 def instantiate_objects(cfg: DictConfig) -> tuple[Any, Any]:
     """Build the datamodule and the module (their constructors check the config; no data read)."""
-    datamodule = instantiate(cfg.datamodule, _convert_="partial") if cfg.get("datamodule") else None
-    module = instantiate(cfg.module, _convert_="partial") if cfg.get("module") else None
-    return datamodule, module
+    return _build(cfg, "datamodule"), _build(cfg, "module")
+
+
+def _build(cfg: DictConfig, key: str) -> Any:
+    """Instantiate ``cfg[key]``; a ConfigError raised inside comes out unwrapped."""
+    if not cfg.get(key):
+        return None
+    try:
+        return instantiate(cfg[key], _convert_="partial")
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def apply_debug(cfg: DictConfig) -> None:

@@ -1,0 +1,144 @@
+"""End to end through ``python run.py``, as a user runs it, on the embedded example data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import ROOT, run_cli, run_experiment, run_sweep
+
+FAST = ["+experiment=example", "trainer.max_epochs=2"]
+
+
+def metrics_of(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def test_single_run_writes_everything_a_job_needs(tmp_path):
+    _, run_dir = run_experiment(FAST, tmp_path)
+    record = metrics_of(run_dir)
+    assert record["status"] == "ok"
+    assert record["metrics"]["test/acc"] > 0.3  # 10 classes: chance is 0.1
+    for rel in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "config_resolved.yaml",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+    ):
+        assert (run_dir / rel).exists(), rel
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    # embedded data written once through the real reader's path
+    assert (tmp_path / "data/embedded/digits/digits.csv").exists()
+    # wandb offline run holding the logged metrics, resumable by the stored id
+    run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
+    files = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert files, list((run_dir / "wandb").iterdir())
+    blob = files[0].read_bytes()
+    for key in (b"val/acc", b"test/acc", b"train/loss"):
+        assert key in blob
+
+
+def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
+    # lr=-1 makes Adam raise for two of the four jobs: they must become rows, not a crash
+    proc, sweep = run_sweep(
+        [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv"], tmp_path
+    )
+    jobs = pd.read_csv(sweep / "summary.csv")
+    assert len(jobs) == 4
+    assert sorted(jobs["status"]) == ["failed", "failed", "ok", "ok"]
+    assert jobs.loc[jobs.status == "failed", "error"].str.contains("Invalid learning rate").all()
+    groups = pd.read_csv(sweep / "summary_groups.csv").set_index("module.optimizer.lr")
+    assert groups.loc[0.01, "jobs_ok"] == 2 and groups.loc[-1.0, "jobs_ok"] == 0
+    assert groups.loc[0.01, "test/acc_n"] == 2 and groups.loc[0.01, "test/acc_std"] > 0
+    md = (sweep / "summary.md").read_text()
+    assert "mean ± std over seed" in md and "Invalid learning rate" in md
+    assert (sweep / "plot_module.optimizer.lr.png").stat().st_size > 1000
+    # rebuilt later from the directory alone, with the same numbers
+    (sweep / "summary.md").unlink()
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.runner.report", str(sweep)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (sweep / "summary.md").read_text() == md
+    assert out.strip() == md.strip()
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    common = ["+experiment=example", "trainer.max_epochs=4", "logger=csv", "seed=7"]
+    _, straight = run_experiment(common, tmp_path / "a")
+    crash = [
+        "+callbacks.crash._target_=experiments.runner.callbacks.FailAtEpoch",
+        "+callbacks.crash.epoch=2",
+    ]
+    proc, broken = run_experiment([*common, *crash], tmp_path / "b", check=False)
+    assert proc.returncode != 0
+    assert metrics_of(broken)["status"] == "failed"
+    assert (broken / "checkpoints/last.ckpt").exists()
+    # resume=<run dir>: same directory, its last.ckpt and its wandb run id
+    proc = run_cli([*common, f"resume={broken}"], data_dir=tmp_path / "b" / "data")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = metrics_of(broken)
+    assert record["status"] == "ok"
+    assert "Restoring states from the checkpoint" in proc.stdout + proc.stderr
+    a, b = metrics_of(straight)["metrics"], record["metrics"]
+    for key in ("test/acc", "test/loss", "val/acc_best"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "datamodule.val_fraction=-0.2",
+            "datamodule.val_fraction: got -0.2; allowed values: (0, 1)",
+        ),
+        (
+            "datamodule.data_dir=/nonexistent/digits",
+            "data directory '/nonexistent/digits' does not exist",
+        ),
+        ("module.label_smoothing=1.5", "module.label_smoothing: got 1.5"),
+    ],
+)
+def test_bad_config_fails_before_reading_data(tmp_path, override, expected):
+    proc, _ = run_experiment(["+experiment=example", override], tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert expected in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing was read or generated
+
+
+def test_unknown_experiment_lists_the_available_ones(tmp_path):
+    proc = run_cli(["+experiment=does_not_exist"], data_dir=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'experiment/does_not_exist'" in proc.stderr
+    assert "example" in proc.stderr  # Hydra lists the available options
+
+
+def test_fast_dev_run_debug_preset(tmp_path):
+    _, run_dir = run_experiment(["+experiment=example", "debug=fast_dev_run"], tmp_path)
+    assert metrics_of(run_dir)["status"] == "ok"
+    assert not (run_dir / "wandb").exists()  # the debug preset turns wandb off
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
+    _, sweep = run_sweep(
+        [*FAST, "seed=1,2", "logger=csv", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        tmp_path,
+    )
+    jobs = pd.read_csv(sweep / "summary.csv")
+    assert list(jobs["status"]) == ["ok", "ok"]
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    _, run_dir = run_experiment([*FAST, "trainer=ddp", "trainer.devices=2", "logger=csv"], tmp_path)
+    record = metrics_of(run_dir)
+    assert record["status"] == "ok" and record["metrics"]["test/acc"] > 0.2
+    assert (run_dir / "train_ddp_process_1.log").exists()  # the second rank really ran
