@@ -102,7 +102,7 @@ class FrameStateClassifier(L.LightningModule):
             raise ConfigError(
                 "module.init_ckpt",
                 "the separate regime freezes hidden layers taken from a DNN: set module.init_ckpt=PATH "
-                "(a DNN run's checkpoint) or module.init_ckpt=auto with pipeline=deep_gmm_pretrain",
+                "(a DNN run's checkpoint) or module.init_ckpt=auto (the dgmm presets then train the DNN first)",
             )
         if regime == "staged":
             if not hasattr(net, "variance_parameters"):

@@ -105,12 +105,15 @@ def test_staged_regime_holds_variances_then_trains_them():
 @pytest.mark.parametrize(
     "extra",
     [
-        [
-            "module.regime=staged",
-            "module.variance_warmup_steps=5",
-            "model.subspace=mean_weight",
-            "model.subspace_dim=4",
-        ],
+        pytest.param(
+            [
+                "module.regime=staged",
+                "module.variance_warmup_steps=5",
+                "model.subspace=mean_weight",
+                "model.subspace_dim=4",
+            ],
+            marks=pytest.mark.slow,
+        ),
         ["module.regime=separate", "module.init_ckpt=auto"],
     ],
     ids=["staged_subspace", "separate_auto_dnn"],
@@ -133,6 +136,7 @@ def test_config_error_exits_2_before_reading_data(tmp_path):
     assert not (tmp_path / "data" / "embedded").exists()
 
 
+@pytest.mark.slow
 def test_input_width_mismatch_is_a_config_error(tmp_path):
     proc, _ = run_experiment(
         ["+experiment=dgmm", *TINY, "datamodule.left_context=10"], tmp_path, check=False
