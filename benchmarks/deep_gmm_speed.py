@@ -6,6 +6,7 @@ Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 sta
   two_mm    the same maths as plain autograd ops (two matmuls, no fused backward)
   naive     the broadcast (B, S, g, d) form, at a reduced batch (it needs GBs at batch 200)
 Every variant back-propagates into its input, as it would as the last layer of a deep network.
+Steps are timed round-robin (median) so that load from other processes hits every variant alike.
 Peak memory is the largest amount of live tensor storage during one step (from the profiler's
 allocation records), parameters included; grads are set to None before the step so they count.
 
@@ -76,15 +77,21 @@ def make_step(model: nn.Module, batch: int, in_features: int, states: int) -> Ca
     return step
 
 
-def time_step(step: Callable[[], None], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], repeats: dict[str, int], warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds per step, variants timed round-robin so a shared machine's load hits all alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(max(repeats.values())):
+        for name, step in steps.items():
+            if r < repeats[name]:
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def peak_step_bytes(step: Callable[[], None]) -> int:
@@ -151,12 +158,18 @@ def main() -> None:
         f"batch {args.batch}, input {args.in_features}, states {args.states}, "
         f"GMM({args.dim}, {args.components}), threads {torch.get_num_threads()}, torch {torch.__version__}"
     )
-    rows = []
-    for name, model, batch in variants:
-        step = make_step(model, batch, args.in_features, args.states)
-        t = time_step(step, args.repeats if name != "naive" else max(3, args.repeats // 5))
-        peak = peak_step_bytes(step) + param_bytes(model)
-        rows.append((name, batch, t, peak))
+    steps = {
+        name: make_step(model, batch, args.in_features, args.states)
+        for name, model, batch in variants
+    }
+    repeats = {
+        name: args.repeats if name != "naive" else max(3, args.repeats // 5) for name in steps
+    }
+    medians = time_interleaved(steps, repeats)
+    rows = [
+        (name, batch, medians[name], peak_step_bytes(steps[name]) + param_bytes(model))
+        for name, model, batch in variants
+    ]
     base_t, base_m = rows[0][2], rows[0][3]
     print(f"{'variant':<9} {'batch':>5} {'ms/step':>9} {'x time':>7} {'peak MiB':>9} {'x mem':>6}")
     for name, batch, t, peak in rows:

@@ -36,8 +36,8 @@ class SynthConfig:
     """Generator settings; the output folder is keyed by all of them."""
 
     num_units: int = 41  # label set size (the LibriSpeech phone set has 41 classes)
-    speakers: int = 12
-    utterances_per_speaker: int = 24
+    speakers: int = 30
+    utterances_per_speaker: int = 16
     min_units: int = 10  # phone-like units per utterance (plus leading/trailing silence)
     max_units: int = 24
     min_frames: int = 4  # unit duration in 10 ms frames
