@@ -172,3 +172,48 @@ def test_cpu_sweep_preset_yields_its_table(tmp_path):
         "deep_gmm_cpu_dnn",
     ):
         assert model in table
+
+
+SWEEPS = ["dgmm_gmm_dg", "dgmm_joint_vs_separate", "dgmm_depth", "dgmm_matched", "dgmm_subspace"]
+
+
+@pytest.mark.parametrize("sweep", SWEEPS + [s + "_cpu" for s in SWEEPS])
+def test_sweep_presets_compose_and_build(sweep):
+    """Every swept value of every preset composes and builds its model (on meta: paper sizes too)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.helpers import ROOT
+
+    experiment = "dgmm" if sweep.endswith("_cpu") else "dgmm_paper"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        preset = OmegaConf.load(ROOT / "conf" / "sweep" / f"{sweep}.yaml")
+        params = {k: str(v).split(",") for k, v in preset.hydra.sweeper.params.items()}
+        # Every swept value at least once (the others at their first value), not the full grid.
+        first = {k: v[0] for k, v in params.items()}
+        jobs = [first] + [{**first, k: v} for k, vals in params.items() for v in vals[1:]]
+        for job in jobs:
+            overrides = [f"{k}={v}" for k, v in job.items()]
+            cfg = compose(
+                "config",
+                [
+                    f"+experiment={experiment}",
+                    f"+sweep={sweep}",
+                    "datamodule.data_dir=/x",
+                    *overrides,
+                ],
+            )
+            with torch.device("meta"):
+                net = instantiate(cfg.model)
+            assert net.num_states == cfg.datamodule.num_states
+            first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
+            assert first.in_features == 1040
+            if sweep.startswith("dgmm_joint") or sweep.startswith("dgmm_subspace"):
+                assert (
+                    cfg.module.init_ckpt == "auto"
+                    and cfg.pretrain.model.depth == cfg.model.depth + 1
+                )
+    GlobalHydra.instance().clear()
