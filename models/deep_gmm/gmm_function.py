@@ -38,9 +38,12 @@ class GMMNegLogLikelihood(torch.autograd.Function):
     ) -> Tensor:
         batch, dim = x.shape
         states, comps = weight_logits.shape
-        # Clamp (and later mask) only when some variance is under the floor: one cheap amin pass
-        # instead of a clamp, a compare and a masked fill over (S*g, d) on every step.
-        floored = log_floor is not None and bool(log_var.detach().amin() < log_floor)
+        # On CPU, clamp (and later mask) only when some variance is under the floor: one cheap
+        # amin pass instead of a clamp, a compare and a masked fill over (S*g, d) on every step.
+        # On an accelerator always clamp: reading the amin back would synchronise every step.
+        floored = log_floor is not None and (
+            log_var.device.type != "cpu" or bool(log_var.detach().amin() < log_floor)
+        )
         neg_lv = torch.neg(log_var)
         if floored:
             neg_lv.clamp_max_(-log_floor)  # variance floor: lv >= log(floor)
