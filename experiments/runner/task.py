@@ -28,7 +28,7 @@ from experiments.runner.io import METRICS_FILE, read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def _hydra_info() -> tuple[bool, list[str], str | None, str | None]:
+def _hydra_info(task_name: str) -> tuple[bool, list[str], str | None, str | None]:
     """(is multirun, this job's overrides, sweep name, job number) — empty outside Hydra."""
     if not HydraConfig.initialized():
         return False, [], None, None
@@ -36,7 +36,7 @@ def _hydra_info() -> tuple[bool, list[str], str | None, str | None]:
     multirun = hc.mode == RunMode.MULTIRUN
     sweep_name = None
     if multirun:
-        sweep_name = f"{Path(hc.sweep.dir).parent.parent.name}/{Path(hc.sweep.dir).name}"
+        sweep_name = f"{task_name}/{Path(hc.sweep.dir).name}"
     job_num = str(hc.job.num) if multirun else None
     return multirun, list(hc.overrides.task), sweep_name, job_num
 
@@ -97,7 +97,7 @@ def run_task(cfg: DictConfig) -> float | None:
             cfg.ckpt_path = "last"
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    multirun, overrides, sweep_name, job_num = _hydra_info()
+    multirun, overrides, sweep_name, job_num = _hydra_info(str(cfg.get("task_name")))
     previous = read_json(output_dir / METRICS_FILE)
     if cfg.get("ckpt_path") == "last" and previous and previous.get("status") == "ok":
         log.info("job already finished in %s (metrics.json status ok): skipping", output_dir)

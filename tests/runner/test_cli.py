@@ -142,3 +142,38 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     record = metrics_of(run_dir)
     assert record["status"] == "ok" and record["metrics"]["test/acc"] > 0.2
     assert (run_dir / "train_ddp_process_1.log").exists()  # the second rank really ran
+
+
+def test_load_run_gives_back_module_with_best_weights(tmp_path):
+    import torch
+
+    from experiments.runner.load import load_run
+
+    _, run_dir = run_experiment([*FAST, "logger=csv"], tmp_path)
+    run = load_run(run_dir)
+    assert run.metrics["test/acc"] > 0.3 and run.checkpoint.name.startswith("best-")
+    best = torch.load(run.checkpoint, weights_only=False)["state_dict"]
+    for key, value in run.module.state_dict().items():
+        assert torch.equal(value, best[key]), key
+
+
+@pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm", "joblib"])
+def test_cluster_launchers_compose(tmp_path, launcher):
+    proc = run_cli(
+        [
+            "+experiment=example",
+            "trainer=ddp",
+            "trainer.devices=4",
+            "trainer.num_nodes=2",
+            f"hydra/launcher={launcher}",
+            "--cfg",
+            "hydra",
+        ],
+        data_dir=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "_target_: hydra_plugins" in proc.stdout
+    if launcher == "slurm":  # sized from the trainer: GPUs and tasks per node, nodes
+        assert "gpus_per_node: ${trainer.devices}" in proc.stdout
+        assert "tasks_per_node: ${trainer.devices}" in proc.stdout
+        assert "nodes: ${oc.select:trainer.num_nodes,1}" in proc.stdout
