@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import lightning as L
 from hydra.utils import instantiate
 
 from experiments.deep_gmm import FrameStateClassifier
@@ -30,6 +31,9 @@ def pretrain_then_fit(ctx: RunContext) -> dict[str, Any]:
             raise ValueError(
                 "module.init_ckpt=auto needs a `pretrain.model` (the DNN) in the experiment preset"
             )
+        # Reseed so every job of a sweep with this seed pre-trains the very same DNN, whatever
+        # random numbers building its own (differently sized) DGMM consumed before.
+        L.seed_everything(int(ctx.cfg.seed), workers=True)
         dnn = FrameStateClassifier(
             net=instantiate(pre.model),
             optimizer=instantiate(ctx.cfg.module.optimizer),
