@@ -6,9 +6,9 @@ import os
 import sys
 
 import hydra
-from experiments.runner.checks import ConfigError
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.runner.checks import ConfigError
 from experiments.runner.task import run_task
 
 # `resume=<run dir>` reuses that directory (and its last.ckpt / wandb run) instead of a new one.

@@ -178,7 +178,7 @@ def aggregate(
         row: dict[str, Any] = dict(zip(group_keys, key))
         row["jobs_ok"] = len(group)
         row["jobs"] = totals.get(key, len(group))
-        names = sorted({m for s in samples for m in s}) if settings.pool else metrics
+        names = _pooled_names(samples, metrics) if settings.pool else metrics
         for m in names:
             values = np.array([s[m] for s in samples if m in s and _finite(s[m])], dtype=float)
             row[f"{m}_mean"] = float(values.mean()) if len(values) else math.nan
@@ -193,6 +193,12 @@ def aggregate(
         if key not in seen:
             rows.append(dict(zip(group_keys, key)) | {"jobs_ok": 0, "jobs": total})
     return pd.DataFrame(rows)
+
+
+def _pooled_names(samples: list[dict[str, float]], metrics: list[str]) -> list[str]:
+    """Pooled metric names in ``report.metrics`` order first (the paper's column order)."""
+    found = {m for s in samples for m in s}
+    return [m for m in metrics if m in found] + sorted(found - set(metrics))
 
 
 def _as_tuple(key: Any) -> tuple:
@@ -260,11 +266,9 @@ def to_markdown(report: Report, title: str) -> str:
             header.append(f"{m} (ours)" if m in has_paper else m)
             if m in has_paper:
                 header.append(f"{m} (paper)")
-        lines.append(
-            "## Results (mean ± std over "
-            + ", ".join(report.settings.repeat_keys + report.settings.pool_keys)
-            + ")"
-        )
+        across = report.settings.repeat_keys + report.settings.pool_keys
+        over = f" (mean ± std over {', '.join(across)})" if across else " (mean ± std over jobs)"
+        lines.append("## Results" + over)
         lines.append("")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))

@@ -1,0 +1,91 @@
+"""Choosing the GP's training set from the N patch pairs.
+
+- ``kmeans``: the paper's method, k-means (Lloyd) with k-means++ seeding on the concatenated
+  pairs X_j = [low_j, ref_j] (Euclidean); the k centres are the training set.
+- ``gpe``: GPE's unique-pair selection (Loh et al. 2019), one pair per distinct
+  (mean low intensity, mean reference intensity) after 8-bit quantisation; its count depends on
+  the image, not on a setting.
+- ``full``: every pair (the exact GP the approximation stands in for; small images only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans, kmeans_plusplus
+from threadpoolctl import threadpool_limits
+
+
+def kmeans_centres(
+    points: np.ndarray,
+    k: int,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    backend: str = "sklearn",
+    n_local_trials: int | None = 1,
+) -> np.ndarray:
+    """k-means++-seeded Lloyd centres of ``points`` (N, d) -> (k, d).
+
+    ``n_local_trials=1`` is Arthur & Vassilvitskii's k-means++ (the paper's [8]); ``None`` is
+    scikit-learn's greedy variant (2 + log k candidates per step). ``backend="torch"`` runs the
+    same two steps (D^2 sampling, then Lloyd until the centre shift is below ``tol`` times the
+    mean feature variance, as scikit-learn does) with torch tensors, ~3x faster single-core.
+    """
+    n = len(points)
+    if k > n:
+        raise ValueError(
+            f"k={k} cluster centres requested but the image gives only {n} patch pairs; "
+            f"lower enhancer.k or the patch size"
+        )
+    if backend == "sklearn":
+        with threadpool_limits(1):
+            x = np.ascontiguousarray(points, dtype=np.float64)
+            init, _ = kmeans_plusplus(x, k, random_state=seed, n_local_trials=n_local_trials)
+            km = KMeans(k, init=init, n_init=1, max_iter=max_iter, tol=tol)
+            km.fit(x.astype(np.float32))
+            return km.cluster_centers_.astype(np.float64)
+    if backend == "torch":
+        return _torch_kmeans(points, k, seed, max_iter, tol).numpy().astype(np.float64)
+    raise ValueError(f"kmeans backend must be 'sklearn' or 'torch', got {backend!r}")
+
+
+def _torch_kmeans(points: np.ndarray, k: int, seed: int, max_iter: int, tol: float) -> torch.Tensor:
+    x = torch.as_tensor(points, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(x)
+    sq = (x * x).sum(1)
+    centres = torch.empty(k, x.shape[1])
+    first = int(torch.randint(n, (1,), generator=gen))
+    centres[0] = x[first]
+    closest = (sq - 2.0 * (x @ x[first]) + sq[first]).clamp_(min=0)
+    for i in range(1, k):
+        cum = torch.cumsum(closest, 0)
+        total = float(cum[-1])
+        if total <= 0:  # fewer distinct points than k: duplicate centres are harmless
+            idx = int(torch.randint(n, (1,), generator=gen))
+        else:
+            draw = torch.rand(1, generator=gen, dtype=cum.dtype) * total
+            idx = min(int(torch.searchsorted(cum, draw)), n - 1)
+        centres[i] = x[idx]
+        torch.minimum(closest, (sq - 2.0 * (x @ x[idx]) + sq[idx]).clamp_(min=0), out=closest)
+    threshold = tol * float(x.var(0).mean())
+    for _ in range(max_iter):
+        # |x|^2 is constant per row, so the argmin needs only |c|^2 - 2 x.c
+        label = torch.addmm((centres * centres).sum(1)[None], x, centres.T, alpha=-2.0).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, label, x)
+        counts = torch.bincount(label, minlength=k).to(x.dtype)[:, None]
+        new = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        shift = float(((new - centres) ** 2).sum())
+        centres = new
+        if shift <= threshold:
+            break
+    return centres
+
+
+def gpe_unique_pairs(low: np.ndarray, ref: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Indices of GPE's unique pairs: first pair of each (mean low, mean ref) quantised bin."""
+    qa = np.clip(np.rint(low.mean(1) * (levels - 1)), 0, levels - 1).astype(np.int64)
+    qb = np.clip(np.rint(ref.mean(1) * (levels - 1)), 0, levels - 1).astype(np.int64)
+    _, first = np.unique(qa * levels + qb, return_index=True)
+    return np.sort(first)
