@@ -1,0 +1,222 @@
+"""Deep GMM through the runner: regimes, DNN init by path, config errors, the CPU sweep preset."""
+
+from __future__ import annotations
+
+import json
+from unittest.mock import PropertyMock, patch
+
+import pytest
+import torch
+
+from experiments.deep_gmm import FrameStateClassifier, load_hidden_layers
+from experiments.runner.checks import ConfigError
+from models.deep_gmm import DNN, DeepGMM
+from tests.helpers import run_experiment, run_sweep
+
+# A corpus and models small enough for a few seconds per job on one core.
+TINY = [
+    "datamodule.synth.speakers=4",
+    "datamodule.synth.utterances_per_speaker=3",
+    "datamodule.synth.max_units=12",
+    "datamodule.val_speaker_fraction=0.25",
+    "datamodule.test_speaker_fraction=0.25",
+    "model.width=32",
+    "pretrain.model.width=32",
+    "trainer.max_epochs=1",
+    "logger=csv",
+    "print_config=false",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def _metrics(run_dir):
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok", record
+    return record["metrics"]
+
+
+def _tiny_dnn_ckpt(tmp_path, depth=3, width=8):
+    dnn = DNN(in_features=20, num_states=4, width=width, depth=depth)
+    path = tmp_path / "dnn.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in dnn.state_dict().items()}}, path)
+    return dnn, path
+
+
+def _opt():
+    return lambda params: torch.optim.SGD(params, lr=0.1)
+
+
+def test_init_from_dnn_checkpoint_and_freeze(tmp_path):
+    dnn, path = _tiny_dnn_ckpt(tmp_path)
+    net = DeepGMM(in_features=20, num_states=4, width=8, depth=2, gmm_dim=3, gmm_components=2)
+    module = FrameStateClassifier(net, _opt(), num_states=4, regime="separate", init_ckpt=str(path))
+    for i in range(2):  # the DGMM's 2 layers are the DNN's first 2
+        torch.testing.assert_close(net.hidden[i].fc.weight, dnn.hidden[i].fc.weight)
+    assert not any(p.requires_grad for p in net.hidden.parameters())
+    opt = module.configure_optimizers()
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert trained == {id(p) for n, p in net.named_parameters() if not n.startswith("hidden.")}
+
+
+def test_init_errors_name_the_key(tmp_path):
+    _, path = _tiny_dnn_ckpt(tmp_path, depth=1)
+    net = DeepGMM(in_features=20, num_states=4, width=8, depth=2, gmm_dim=3, gmm_components=2)
+    with pytest.raises(ConfigError, match="module.init_ckpt.*hidden.1.fc.weight"):
+        load_hidden_layers(net, path)
+    _, wide = _tiny_dnn_ckpt(tmp_path, depth=3, width=9)
+    with pytest.raises(ConfigError, match="same input size and width"):
+        load_hidden_layers(net, wide)
+    with pytest.raises(ConfigError, match="module.init_ckpt.*not found"):
+        load_hidden_layers(net, tmp_path / "missing.ckpt")
+    with pytest.raises(ConfigError, match="module.init_ckpt"):
+        FrameStateClassifier(net, _opt(), num_states=4, regime="separate")
+    with pytest.raises(ConfigError, match="module.regime"):
+        FrameStateClassifier(net, _opt(), num_states=4, regime="frozen")
+    with pytest.raises(ConfigError, match="module.regime"):
+        FrameStateClassifier(
+            DNN(20, 4, 8, 1), _opt(), num_states=4, regime="staged", variance_warmup_steps=3
+        )
+
+
+def test_staged_regime_holds_variances_then_trains_them():
+    torch.manual_seed(0)
+    net = DeepGMM(in_features=20, num_states=4, width=8, depth=1, gmm_dim=3, gmm_components=2)
+    module = FrameStateClassifier(
+        net, _opt(), num_states=4, regime="staged", variance_warmup_steps=2
+    )
+    opt = module.configure_optimizers()
+    x, y = torch.randn(16, 20), torch.randint(0, 4, (16,))
+    before = net.gmm.log_var.detach().clone()
+    mu_before = net.gmm.mu.detach().clone()
+    for step in range(4):
+        with patch.object(
+            FrameStateClassifier, "global_step", new_callable=PropertyMock, return_value=step
+        ):
+            module.on_train_batch_start((x, y), step)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(module(x), y).backward()
+        opt.step()
+        if step < 2:
+            torch.testing.assert_close(net.gmm.log_var.detach(), before)
+            assert not torch.equal(net.gmm.mu.detach(), mu_before)  # means train from the start
+    assert not torch.equal(net.gmm.log_var.detach(), before)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(
+            [
+                "module.regime=staged",
+                "module.variance_warmup_steps=5",
+                "model.subspace=mean_weight",
+                "model.subspace_dim=4",
+            ],
+            marks=pytest.mark.slow,
+        ),
+        ["module.regime=separate", "module.init_ckpt=auto"],
+    ],
+    ids=["staged_subspace", "separate_auto_dnn"],
+)
+def test_dgmm_experiment_runs(tmp_path, extra):
+    _, run_dir = run_experiment(["+experiment=dgmm", *TINY, *extra], tmp_path)
+    m = _metrics(run_dir)
+    assert 0 <= m["test/acc"] <= 1 and m["test/train_steps"] > 0
+    if "module.init_ckpt=auto" in extra:
+        assert "dnn/test_acc" in m and m["test/trainable_params_m"] < m["test/params_m"]
+        assert (run_dir / "checkpoints" / "pretrain_dnn").is_dir()
+
+
+def test_config_error_exits_2_before_reading_data(tmp_path):
+    proc, _ = run_experiment(
+        ["+experiment=dgmm", *TINY, "module.regime=separate"], tmp_path, check=False
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "module.init_ckpt" in proc.stdout + proc.stderr
+    assert not (tmp_path / "data" / "embedded").exists()
+
+
+@pytest.mark.slow
+def test_input_width_mismatch_is_a_config_error(tmp_path):
+    proc, _ = run_experiment(
+        ["+experiment=dgmm", *TINY, "datamodule.left_context=10"], tmp_path, check=False
+    )
+    assert proc.returncode != 0
+    assert "model.in_features" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_default_experiment_far_above_chance(tmp_path):
+    """`python run.py +experiment=dgmm`: minutes on CPU, frame accuracy far above chance.
+
+    Majority class ~0.107, uniform chance 1/41; the default reaches ~0.38 (docs/deep_gmm.md).
+    """
+    _, run_dir = run_experiment(["+experiment=dgmm", "logger=csv"], tmp_path)
+    assert _metrics(run_dir)["test/acc"] > 0.3
+
+
+@pytest.mark.slow
+def test_cpu_sweep_preset_yields_its_table(tmp_path):
+    _, sweep = run_sweep(
+        [
+            "+experiment=dgmm",
+            "+sweep=dgmm_matched_cpu",
+            *TINY[:6],
+            "trainer.max_epochs=1",
+            "logger=csv",
+        ],
+        tmp_path,
+    )
+    table = (sweep / "summary.md").read_text()
+    for model in (
+        "deep_gmm_cpu_shallow_gmm",
+        "deep_gmm_cpu_shallow_nn",
+        "deep_gmm_cpu_dgmm",
+        "deep_gmm_cpu_dnn",
+    ):
+        assert model in table
+
+
+SWEEPS = ["dgmm_gmm_dg", "dgmm_joint_vs_separate", "dgmm_depth", "dgmm_matched", "dgmm_subspace"]
+
+
+@pytest.mark.parametrize("sweep", SWEEPS + [s + "_cpu" for s in SWEEPS])
+def test_sweep_presets_compose_and_build(sweep):
+    """Every swept value of every preset composes and builds its model (on meta: paper sizes too)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.helpers import ROOT
+
+    experiment = "dgmm" if sweep.endswith("_cpu") else "dgmm_paper"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        preset = OmegaConf.load(ROOT / "conf" / "sweep" / f"{sweep}.yaml")
+        params = {k: str(v).split(",") for k, v in preset.hydra.sweeper.params.items()}
+        # Every swept value at least once (the others at their first value), not the full grid.
+        first = {k: v[0] for k, v in params.items()}
+        jobs = [first] + [{**first, k: v} for k, vals in params.items() for v in vals[1:]]
+        for job in jobs:
+            overrides = [f"{k}={v}" for k, v in job.items()]
+            cfg = compose(
+                "config",
+                [
+                    f"+experiment={experiment}",
+                    f"+sweep={sweep}",
+                    "datamodule.data_dir=/x",
+                    *overrides,
+                ],
+            )
+            with torch.device("meta"):
+                net = instantiate(cfg.model)
+            assert net.num_states == cfg.datamodule.num_states
+            first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
+            assert first.in_features == 1040
+            if sweep.startswith("dgmm_joint") or sweep.startswith("dgmm_subspace"):
+                assert (
+                    cfg.module.init_ckpt == "auto"
+                    and cfg.pretrain.model.depth == cfg.model.depth + 1
+                )
+    GlobalHydra.instance().clear()
