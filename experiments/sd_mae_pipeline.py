@@ -15,34 +15,18 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from experiments.runner.builders import build_callbacks
-from experiments.runner.checks import ConfigError
 from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
+from experiments.runner.task import instantiate_checked
 from experiments.sd_mae_checkpoint import save_encoder
 from experiments.sd_mae_figures import reconstruction_grid
 from experiments.sd_mae_pretrain import MAEPretrain
 
 log = logging.getLogger(__name__)
-
-
-def _build(node: DictConfig, **kwargs: Any) -> L.LightningModule:
-    """``instantiate`` that surfaces a constructor's ConfigError (exit code 2, key named)
-    instead of Hydra's InstantiationException wrapper."""
-    try:
-        return instantiate(node, **kwargs, _convert_="partial")
-    except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
 
 
 def _fit_test(
@@ -122,7 +106,7 @@ def pretrain_probe_finetune(
         raise ValueError("the sd_mae pipeline needs sd_mae.probe and sd_mae.finetune configs")
     method = module.method
     if encoder_ckpt and method != "supervised":  # architecture check before any data is read
-        _build(cfg.sd_mae.probe, encoder_ckpt=encoder_ckpt)
+        instantiate_checked(cfg.sd_mae.probe, encoder_ckpt=encoder_ckpt)
     dm.prepare_data()
     dm.setup("fit")
     metrics: dict[str, Any] = {}
@@ -139,7 +123,7 @@ def pretrain_probe_finetune(
     for stage, ckpt in probes:
         L.seed_everything(int(cfg.seed), workers=True)
         dm.set_stage("probe")
-        probe = _build(cfg.sd_mae.probe, encoder_ckpt=ckpt, class_names=names)
+        probe = instantiate_checked(cfg.sd_mae.probe, encoder_ckpt=ckpt, class_names=names)
         res = _fit_test(ctx, probe, stage, probe_epochs)
         suffix = stage.removeprefix("probe")  # "" or "_random"
         metrics[f"test/probe_acc{suffix}"] = res.get("test/acc", float("nan"))
@@ -150,7 +134,7 @@ def pretrain_probe_finetune(
     for i in range(n_finetunes):
         L.seed_everything(int(cfg.seed) + 1000 * i, workers=True)
         dm.set_stage("finetune")
-        ft = _build(cfg.sd_mae.finetune, encoder_ckpt=enc, class_names=names)
+        ft = instantiate_checked(cfg.sd_mae.finetune, encoder_ckpt=enc, class_names=names)
         res = _fit_test(ctx, ft, f"finetune{i}", finetune_epochs)
         runs.append(res)
         metrics[f"test/acc_ft{i}"] = res.get("test/acc", float("nan"))

@@ -58,11 +58,18 @@ def instantiate_objects(cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def _build(cfg: DictConfig, key: str) -> Any:
-    """Instantiate ``cfg[key]``; a ConfigError raised inside comes out unwrapped."""
-    if not cfg.get(key):
-        return None
+    """Instantiate ``cfg[key]`` (None when absent), surfacing ConfigErrors."""
+    return instantiate_checked(cfg[key]) if cfg.get(key) else None
+
+
+def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose constructor ConfigError comes out unwrapped.
+
+    Hydra wraps constructor exceptions in ``InstantiationException``; pipelines that build
+    their own stage modules use this so the user still sees the key and allowed values (exit 2).
+    """
     try:
-        return instantiate(cfg[key], _convert_="partial")
+        return instantiate(node, **kwargs, _convert_="partial")
     except InstantiationException as err:
         cause = err.__cause__
         while cause is not None and not isinstance(cause, ConfigError):
