@@ -70,6 +70,20 @@ def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
     ).stdout
     assert (sweep / "summary.md").read_text() == md
     assert out.strip() == md.strip()
+    # the same sweep again into its directory with ckpt_path=last: finished jobs are skipped,
+    # the failed ones run again (and fail again), the summary still has all four rows
+    before = {jd.name: metrics_of(jd) for jd in sweep.iterdir() if jd.name.isdigit()}
+    run_sweep(
+        [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv", "ckpt_path=last"],
+        tmp_path,
+    )
+    for name, old in before.items():
+        new = metrics_of(sweep / name)
+        if old["status"] == "ok":
+            assert new == old, name  # untouched: not re-run
+        else:
+            assert new["status"] == "failed" and new["started"] >= old["started"]
+    assert len(pd.read_csv(sweep / "summary.csv")) == 4
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
