@@ -30,10 +30,12 @@ def _params(dtype=torch.float64, seed=0):
     return x, mu, lv, w
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 3])  # one block, one state per block, ragged blocks
 @pytest.mark.parametrize("floor", [None, 0.9])
-def test_gradcheck_float64(floor):
+def test_gradcheck_float64(floor, chunk):
     assert torch.autograd.gradcheck(
-        lambda *a: gmm_nll(*a, var_floor=floor, reuse_buffers=False), _params()
+        lambda *a: gmm_nll(*a, var_floor=floor, reuse_buffers=False, chunk_states=chunk),
+        _params(),
     )
 
 
@@ -81,11 +83,12 @@ def test_autograd_matches_eq2():
     assert g_mu.view(S, G, D)[torch.arange(S) != s].abs().max() == 0
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 3])
 @pytest.mark.parametrize("floor", [None, 0.8])
-def test_fused_matches_naive_broadcast(floor):
+def test_fused_matches_naive_broadcast(floor, chunk):
     args = _params(seed=3)
     grad_out = torch.randn(B, S, dtype=torch.float64)
-    a = gmm_nll(*args, var_floor=floor)
+    a = gmm_nll(*args, var_floor=floor, chunk_states=chunk)
     b = naive_gmm_nll(*args, var_floor=floor)
     torch.testing.assert_close(a, b)
     ga = torch.autograd.grad((a * grad_out).sum(), args)
@@ -231,3 +234,23 @@ def test_bad_arguments_raise():
         GMMLayer(5, 3, dim=4, bottleneck=False)
     with pytest.raises(ValueError, match="mu"):
         gmm_nll(torch.randn(2, 3), torch.randn(6, 4), torch.randn(6, 4), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="chunk_states"):
+        gmm_nll(*_params(), chunk_states=0)
+
+
+def test_variance_floor_is_applied_only_where_a_block_needs_it():
+    """Blocks with every variance above the floor skip the clamp; the result must not change."""
+    x, mu, lv, w = _params(seed=5)
+    with torch.no_grad():
+        lv.view(S, G, D)[:2] = lv.view(S, G, D)[:2].abs() + 0.5  # states 0, 1: above the floor
+        lv.view(S, G, D)[2:] = -lv.view(S, G, D)[2:].abs() - 0.5  # states 2, 3: all below it
+    grad_out = torch.randn(B, S, dtype=torch.float64)
+    args = (x, mu, lv, w)
+    a = gmm_nll(*args, var_floor=0.9, chunk_states=1)
+    b = naive_gmm_nll(*args, var_floor=0.9)
+    torch.testing.assert_close(a, b)
+    ga = torch.autograd.grad((a * grad_out).sum(), args)
+    gb = torch.autograd.grad((b * grad_out).sum(), args)
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+    assert ga[2].view(S, G, D)[2:].abs().max() == 0  # floored log-variances get no gradient
