@@ -205,9 +205,12 @@ def gmm_nll(
     elif chunk_states < 1:
         raise ValueError(f"chunk_states must be >= 1, got {chunk_states}")
     log_floor = None if not var_floor else math.log(var_floor)
-    return GMMNegLogLikelihood.apply(
-        x, mu, log_var, weight_logits, log_floor, int(chunk_states), reuse_buffers
-    )
+    # Under mixed precision the bottleneck output arrives in bf16/fp16; the likelihood (exp of
+    # sums over d = 272 squared distances) needs the parameters' precision, so autocast is off here.
+    with torch.autocast(x.device.type, enabled=False):
+        return GMMNegLogLikelihood.apply(
+            x.to(mu.dtype), mu, log_var, weight_logits, log_floor, int(chunk_states), reuse_buffers
+        )
 
 
 def naive_gmm_nll(

@@ -238,6 +238,18 @@ def test_bad_arguments_raise():
         gmm_nll(*_params(), chunk_states=0)
 
 
+def test_mixed_precision_input_runs_in_the_parameters_precision():
+    """Under bf16 autocast the bottleneck output is bf16; the likelihood must stay float32."""
+    x, mu, lv, w = (t.detach().float().requires_grad_() for t in _params())
+    ref = gmm_nll(x.detach().bfloat16().float(), mu, lv, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = gmm_nll(x.bfloat16(), mu, lv, w)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    assert mu.grad.dtype == torch.float32 and torch.isfinite(mu.grad).all()
+
+
 def test_variance_floor_is_applied_only_where_a_block_needs_it():
     """Blocks with every variance above the floor skip the clamp; the result must not change."""
     x, mu, lv, w = _params(seed=5)
