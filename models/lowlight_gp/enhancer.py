@@ -14,7 +14,13 @@ import torch
 
 from models.lowlight_gp.color import rgb_to_ycbcr, ycbcr_to_rgb
 from models.lowlight_gp.gp import ExactSEGP
-from models.lowlight_gp.patches import centre_index, fold_patches, neighbourhoods, patch_pairs
+from models.lowlight_gp.patches import (
+    centre_index,
+    fold_patches,
+    neighbourhoods,
+    patch_pairs,
+    unique_rows,
+)
 from models.lowlight_gp.selection import gpe_unique_pairs, kmeans
 
 MODES = ("lm", "cm")
@@ -75,7 +81,7 @@ class GPEnhancer:
         kmeans_local_trials: int | None = 1,
         weight_centres: bool = True,
         gpe_levels: int = 256,
-        predict_chunk: int = 4096,
+        predict_chunk: int = 2048,
         dedupe_queries: bool = True,
         seed: int = 0,
     ) -> None:
@@ -170,11 +176,9 @@ class GPEnhancer:
         15-80 % of a 256 x 256 image) are predicted once, which gives the same result."""
         if not self.dedupe_queries:
             return gp.predict(queries, chunk=self.predict_chunk)
-        rows = np.ascontiguousarray(queries.numpy())
-        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        pred = gp.predict(queries[torch.from_numpy(first)], chunk=self.predict_chunk)
-        return pred[torch.from_numpy(inverse.ravel())]
+        first, inverse = unique_rows(queries)
+        pred = gp.predict(queries[first], chunk=self.predict_chunk)
+        return pred[inverse]
 
     def enhance(self, low_rgb: np.ndarray, ref_planes: np.ndarray) -> EnhanceResult:
         """Enhance an (H, W, 3) RGB image in [0, 1] given its reference planes (C, H, W)."""

@@ -23,6 +23,7 @@ import gpytorch
 import torch
 
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+_LOG2E = 1.0 / math.log(2.0)
 
 
 class ExactSEGP:
@@ -145,18 +146,9 @@ class ExactSEGP:
         self._init_from_data(x)
         sq_dist = torch.cdist(x, x).square()
         if self.iterations > 0:
-            params = list(self.kernel.parameters()) + list(self.likelihood.parameters())
-            opt = torch.optim.LBFGS(
-                params, lr=1.0, max_iter=self.iterations, line_search_fn="strong_wolfe"
+            self._optimise(
+                sq_dist, ys, torch.ones(len(x), dtype=x.dtype) if counts is None else 1.0 / counts
             )
-
-            def closure() -> torch.Tensor:
-                opt.zero_grad()
-                loss = self.neg_mll(x, ys, sq_dist, counts)
-                loss.backward()
-                return loss
-
-            opt.step(closure)
         with torch.no_grad():
             scale = None if counts is None else 1.0 / counts
             chol = _cholesky(self._covariance(x, sq_dist, scale))
@@ -164,33 +156,104 @@ class ExactSEGP:
         self.x_train = x
         return self
 
+    def _raw(self) -> list[tuple[torch.nn.Parameter, gpytorch.constraints.Interval]]:
+        """(raw parameter, constraint) of length-scale, signal variance and noise."""
+        base = self.kernel.base_kernel
+        noise = self.likelihood.noise_covar
+        return [
+            (base.raw_lengthscale, base.raw_lengthscale_constraint),
+            (self.kernel.raw_outputscale, self.kernel.raw_outputscale_constraint),
+            (noise.raw_noise, noise.raw_noise_constraint),
+        ]
+
+    def _optimise(self, sq_dist: torch.Tensor, ys: torch.Tensor, noise_scale: torch.Tensor) -> None:
+        """L-BFGS on the raw (unconstrained) hyper-parameters with the closed-form gradient of
+        :func:`_nll_and_grad`; autograd only maps the three constrained values to their raw
+        parameters. Same objective and parameters as autograd through :meth:`neg_mll` (checked
+        in the tests), without ~2 ms of graph overhead per step at k = 200."""
+        raws = self._raw()
+        theta = torch.stack([r.detach().reshape(()) for r, _ in raws]).requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [theta], lr=1.0, max_iter=self.iterations, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            values = [c.transform(theta[i]) for i, (_, c) in enumerate(raws)]
+            loss, grads = _nll_and_grad(
+                sq_dist, ys, noise_scale, *(float(v.detach()) for v in values), self.jitter
+            )
+            torch.autograd.backward(values, [torch.tensor(g, dtype=theta.dtype) for g in grads])
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            for i, (raw, _) in enumerate(raws):
+                raw.fill_(theta[i].item())
+
     @torch.no_grad()
     def predict(
         self, xq: torch.Tensor, chunk: int = 8192, dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
-        """Posterior mean at (n, d) queries -> (n, m), as exp(A' B'^T) @ alpha per chunk.
+        """Posterior mean at (n, d) queries -> (n, m), as exp2(A' B'^T) @ alpha per chunk.
 
-        A' = [x/l, 1, -|x/l|^2/2] and B' = [c/l, log s - |c/l|^2/2, 1] turn the squared
-        distances and the signal variance into a single matmul, so each chunk costs one
-        (chunk x (d+2)) @ ((d+2) x k) product, one exp and one (chunk x k) @ (k x m) product.
+        With inputs centred on the training mean and divided by the length-scale,
+        A' = [x, 1, -|x|^2/2] and B' = log2(e) [c, log s - |c|^2/2, 1] turn the squared
+        distances and the signal variance into one (chunk x (d+2)) @ ((d+2) x k) product, then
+        one exp2 (cheaper than exp, same values) and one (chunk x k) @ (k x m) product. Centring
+        keeps the float32 cancellation error of the expanded distance small.
         """
         if self.alpha is None or self.x_train is None:
             raise RuntimeError("call fit() before predict()")
         ls, s = self.lengthscale, self.outputscale
-        b = self.x_train / ls
+        centre = self.x_train.mean(0, keepdim=True)
+        b = (self.x_train - centre) / ls
         bias = math.log(s) - 0.5 * (b * b).sum(1, keepdim=True)
-        bt = torch.cat([b, bias, torch.ones_like(bias)], 1).T.to(dtype).contiguous()
+        bt = torch.cat([b, bias, torch.ones_like(bias)], 1).T * _LOG2E
+        bt = bt.to(dtype).contiguous()
+        shift = (centre / ls).to(dtype)
         alpha = (self.alpha * self.y_std).to(dtype)
         mean = self.y_mean.to(dtype)
         out = torch.empty(len(xq), alpha.shape[1], dtype=dtype)
+        ones = torch.ones(chunk, 1, dtype=dtype)
         for start in range(0, len(xq), chunk):
-            a = xq[start : start + chunk].to(dtype) / ls
-            a = torch.cat(
-                [a, torch.ones(len(a), 1, dtype=dtype), -0.5 * (a * a).sum(1, keepdim=True)], 1
-            )
-            kq = (a @ bt).clamp_(max=math.log(s)).exp_()
+            a = xq[start : start + chunk].to(dtype) / ls - shift
+            a = torch.cat([a, ones[: len(a)], -0.5 * (a * a).sum(1, keepdim=True)], 1)
+            # Clamped at 2^-126 (~1e-38): denormal results of exp2 are ~2x slower.
+            kq = (a @ bt).clamp_(min=-126.0).exp2_()
             torch.addmm(mean, kq, alpha, out=out[start : start + chunk])
         return out
+
+
+def _nll_and_grad(
+    sq_dist: torch.Tensor,
+    ys: torch.Tensor,
+    noise_scale: torch.Tensor,
+    ls: float,
+    s: float,
+    s2: float,
+    jitter: float,
+) -> tuple[torch.Tensor, tuple[float, float, float]]:
+    """-log N(ys | 0, K) / (k m) with K = s E + s2 diag(noise_scale) + jitter I,
+    E = exp(-D / 2 ls^2), and its derivatives in (ls, s, s2) from dNLL/dK = G (see
+    :class:`_GaussianNLL`): dG/ds = <G, E>, d/ds2 = <diag G, noise_scale>,
+    d/dls = s <G, E * D> / ls^3."""
+    n, m = ys.shape
+    e = torch.exp(sq_dist * (-0.5 / ls**2))
+    kmat = s * e
+    kmat.diagonal().add_(s2 * noise_scale + jitter)
+    chol = _cholesky(kmat)
+    alpha = torch.cholesky_solve(ys, chol)
+    logdet = 2.0 * chol.diagonal().log().sum()
+    loss = (0.5 * (ys * alpha).sum() + 0.5 * m * logdet + 0.5 * n * m * math.log(2 * math.pi)) / (
+        n * m
+    )
+    g = torch.cholesky_inverse(chol).mul_(m).sub_(alpha @ alpha.T)
+    ge = g.mul_(e).div_(2.0 * n * m)  # dNLL/dK * E; E_ii = 1 keeps the diagonal of dNLL/dK
+    d_s = float(ge.sum())
+    d_s2 = float((ge.diagonal() * noise_scale).sum())
+    d_ls = s * float((ge * sq_dist).sum()) / ls**3
+    return loss, (d_ls, d_s, d_s2)
 
 
 class _GaussianNLL(torch.autograd.Function):

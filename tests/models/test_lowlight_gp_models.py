@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from models.lowlight_gp import patches as patches_module
 from models.lowlight_gp.color import rgb_to_ycbcr, ycbcr_to_rgb
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes
-from models.lowlight_gp.gp import ExactSEGP
+from models.lowlight_gp.gp import ExactSEGP, _GaussianNLL, _nll_and_grad
 from models.lowlight_gp.lime import lime_enhance
-from models.lowlight_gp.patches import centre_index, fold_patches, neighbourhoods, patch_pairs
+from models.lowlight_gp.patches import (
+    centre_index,
+    fold_patches,
+    neighbourhoods,
+    patch_pairs,
+    unique_rows,
+)
 from models.lowlight_gp.reference_cnn import ReferenceCNN
 from models.lowlight_gp.selection import gpe_unique_pairs, kmeans_centres
 
@@ -92,6 +99,34 @@ def test_gp_matches_gpytorch_likelihood_and_posterior_mean():
     ours = gp.predict(xq, chunk=64, dtype=torch.float64)[:, 0]
     assert torch.allclose(ours, ref_mean, atol=1e-6)
     assert (gp.predict(xq, chunk=64)[:, 0].double() - ref_mean).abs().max() < 1e-3  # float32
+
+
+def test_closed_form_likelihood_gradient_equals_autograd():
+    # The fit's L-BFGS uses hand-written derivatives in (length-scale, signal, noise).
+    torch.manual_seed(2)
+    x = torch.rand(25, 3, dtype=torch.float64)
+    ys = torch.randn(25, 2, dtype=torch.float64)
+    sq = torch.cdist(x, x).square()
+    w = 1.0 / torch.randint(1, 6, (25,)).double()
+    vals = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.4, 1.3, 0.07)]
+    ls, s, s2 = vals
+    kmat = s * torch.exp(-0.5 * sq / ls**2) + torch.diag(s2 * w + 1e-8)
+    ref = _GaussianNLL.apply(kmat, ys)
+    ref.backward()
+    loss, grads = _nll_and_grad(sq, ys, w, 0.4, 1.3, 0.07, 1e-8)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert grads == pytest.approx([v.grad.item() for v in vals], rel=1e-9)
+
+
+def test_unique_rows_is_exact_even_when_the_hash_collides(monkeypatch):
+    rows = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [2.0, 1.0], [3.0, 4.0]])
+    first, inverse = unique_rows(rows)
+    assert torch.equal(rows[first][inverse], rows) and len(first) == 3
+    assert sorted(first.tolist()) == [0, 1, 3]  # each group's first occurrence
+    # A projection under which (1, 2) and (2, 1) collide: the check falls back to sorting rows.
+    monkeypatch.setattr(patches_module, "_HASH", torch.ones(64, dtype=torch.float64))
+    first, inverse = unique_rows(rows)
+    assert torch.equal(rows[first][inverse], rows) and len(first) == 3
 
 
 def test_gp_fits_a_smooth_function_and_survives_degenerate_data():
