@@ -76,7 +76,7 @@ class GPEnhancer:
         selection: str = "kmeans",
         target: str = "centre",
         gp_iterations: int = 50,
-        kmeans_backend: str = "sklearn",
+        kmeans_backend: str = "torch",
         kmeans_max_iter: int = 10,
         kmeans_local_trials: int | None = 1,
         weight_centres: bool = True,
