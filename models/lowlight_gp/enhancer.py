@@ -77,7 +77,7 @@ class GPEnhancer:
         target: str = "centre",
         gp_iterations: int = 50,
         kmeans_backend: str = "torch",
-        kmeans_max_iter: int = 10,
+        kmeans_max_iter: int = 5,
         kmeans_local_trials: int | None = 1,
         weight_centres: bool = True,
         gpe_levels: int = 256,
