@@ -14,12 +14,28 @@ import torch
 
 from models.lowlight_gp.color import rgb_to_ycbcr, ycbcr_to_rgb
 from models.lowlight_gp.gp import ExactSEGP
-from models.lowlight_gp.patches import centre_index, fold_patches, neighbourhoods, patch_pairs
-from models.lowlight_gp.selection import gpe_unique_pairs, kmeans_centres
+from models.lowlight_gp.patches import (
+    centre_index,
+    fold_patches,
+    neighbourhoods,
+    patch_pairs,
+    unique_rows,
+)
+from models.lowlight_gp.selection import gpe_unique_pairs, kmeans
 
 MODES = ("lm", "cm")
 SELECTIONS = ("kmeans", "gpe", "full")
 TARGETS = ("centre", "patch")
+
+
+@dataclass
+class TrainingSet:
+    """The GP's training rows; ``counts`` when each row is the mean of a cluster of pairs."""
+
+    x: np.ndarray
+    y: np.ndarray
+    n_pairs: int
+    counts: np.ndarray | None = None
 
 
 @dataclass
@@ -60,11 +76,12 @@ class GPEnhancer:
         selection: str = "kmeans",
         target: str = "centre",
         gp_iterations: int = 50,
-        kmeans_backend: str = "sklearn",
-        kmeans_max_iter: int = 10,
+        kmeans_backend: str = "torch",
+        kmeans_max_iter: int = 5,
         kmeans_local_trials: int | None = 1,
+        weight_centres: bool = True,
         gpe_levels: int = 256,
-        predict_chunk: int = 4096,
+        predict_chunk: int = 2048,
         dedupe_queries: bool = True,
         seed: int = 0,
     ) -> None:
@@ -88,16 +105,25 @@ class GPEnhancer:
         self.gp_iterations = gp_iterations
         self.kmeans_backend, self.kmeans_max_iter = kmeans_backend, kmeans_max_iter
         self.kmeans_local_trials = kmeans_local_trials
+        self.weight_centres = bool(weight_centres)
         self.gpe_levels, self.predict_chunk, self.seed = gpe_levels, predict_chunk, seed
         self.dedupe_queries = dedupe_queries
 
     # ---- stages ---------------------------------------------------------------------
-    def training_set(self, low: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(inputs (m, pq), targets (m,) or (m, pq), N pairs) chosen by ``selection``."""
+    def training_set(self, low: np.ndarray, ref: np.ndarray) -> TrainingSet:
+        """The GP's training rows chosen by ``selection`` from the N patch pairs.
+
+        k-means with ``weight_centres``: each centre is the mean of its n_j pairs, so the GP
+        gives it noise s2 / n_j (aggregated observations, in the likelihood and the posterior);
+        without, the k centres are k plain observations (the paper's description, whose
+        hyper-parameters drift to long length-scales: docs/lowlight_gp.md). Empty clusters
+        stand for no pair and are dropped when weighting.
+        """
         lo, re = patch_pairs(low, ref, self.p, self.q)
         n = len(lo)
+        pq, ci = self.p * self.q, centre_index(self.p, self.q)
         if self.selection == "kmeans":
-            centres = kmeans_centres(
+            centres, labels = kmeans(
                 np.concatenate([lo, re], 1),
                 self.k,
                 seed=self.seed,
@@ -105,22 +131,34 @@ class GPEnhancer:
                 backend=self.kmeans_backend,
                 n_local_trials=self.kmeans_local_trials,
             )
-            lo, re = centres[:, : self.p * self.q], centres[:, self.p * self.q :]
-        elif self.selection == "gpe":
+            x, y = centres[:, :pq], centres[:, pq:]
+            y = y[:, [ci]] if self.target == "centre" else y
+            if not self.weight_centres:
+                return TrainingSet(x, y, n)
+            counts = np.bincount(labels, minlength=self.k)
+            keep = counts > 0
+            return TrainingSet(x[keep], y[keep], n, counts[keep].astype(np.float64))
+        targets = re[:, [ci]] if self.target == "centre" else re
+        if self.selection == "gpe":
             keep = gpe_unique_pairs(lo, re, self.gpe_levels)
-            lo, re = lo[keep], re[keep]
-        if self.target == "centre":
-            re = re[:, centre_index(self.p, self.q)]
-        return lo, re, n
+            return TrainingSet(lo[keep], targets[keep], n)
+        return TrainingSet(lo, targets, n)
 
     def enhance_planes(self, low: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, dict, int, int]:
         """Enhance (C, H, W) planes given the reference planes; returns planes and timings."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        x, y, n_pairs = self.training_set(low, ref)
+        ts = self.training_set(low, ref)
         t1 = time.perf_counter()
         timings["cluster"] = t1 - t0
-        gp = ExactSEGP(iterations=self.gp_iterations).fit(torch.from_numpy(x), torch.from_numpy(y))
+        if ts.counts is not None and len(ts.counts) < 2:
+            # One non-empty cluster (a constant image): two halves at the same input are the
+            # same observations (noise s2 / (n/2) twice = s2 / n once); the GP needs two rows.
+            half = np.full(2, ts.counts[0] / 2)
+            ts = TrainingSet(ts.x.repeat(2, 0), ts.y.repeat(2, 0), ts.n_pairs, half)
+        counts = None if ts.counts is None else torch.from_numpy(ts.counts)
+        gp = ExactSEGP(iterations=self.gp_iterations)
+        gp.fit(torch.from_numpy(ts.x), torch.from_numpy(ts.y), counts)
         t2 = time.perf_counter()
         timings["gp_fit"] = t2 - t1
         c, h, w = low.shape
@@ -131,18 +169,16 @@ class GPEnhancer:
         else:
             out = fold_patches(pred, c, h, w, self.p, self.q)
         timings["predict"] = time.perf_counter() - t2
-        return out.numpy().astype(np.float64), timings, len(x), n_pairs
+        return out.numpy().astype(np.float64), timings, len(ts.x), ts.n_pairs
 
     def _predict(self, gp: ExactSEGP, queries: torch.Tensor) -> torch.Tensor:
         """Posterior mean per query; identical neighbourhoods (frequent in dark 8-bit images:
         15-80 % of a 256 x 256 image) are predicted once, which gives the same result."""
         if not self.dedupe_queries:
             return gp.predict(queries, chunk=self.predict_chunk)
-        rows = np.ascontiguousarray(queries.numpy())
-        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        pred = gp.predict(queries[torch.from_numpy(first)], chunk=self.predict_chunk)
-        return pred[torch.from_numpy(inverse.ravel())]
+        first, inverse = unique_rows(queries)
+        pred = gp.predict(queries[first], chunk=self.predict_chunk)
+        return pred[inverse]
 
     def enhance(self, low_rgb: np.ndarray, ref_planes: np.ndarray) -> EnhanceResult:
         """Enhance an (H, W, 3) RGB image in [0, 1] given its reference planes (C, H, W)."""

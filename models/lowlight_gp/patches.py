@@ -62,3 +62,30 @@ def fold_patches(values: torch.Tensor, c: int, h: int, w: int, p: int, q: int) -
     counts = F.fold(torch.ones_like(cols), (hp, wp), (p, q))
     out = summed / counts
     return out[:, 0, top : top + h, left : left + w]
+
+
+_HASH = 1.0 + torch.rand(64, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+
+
+def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact de-duplication of rows (n, m), m <= 64: (first (u,), inverse (n,)) with
+    ``rows[first][inverse] == rows``.
+
+    Rows are grouped by a float64 random projection (one matrix-vector product and a sort of
+    n numbers, ~2x faster than sorting the rows themselves); every row is then checked against
+    its group's representative, and in the (practically impossible) case of two different rows
+    sharing a projection the rows themselves are sorted instead. Identical rows always get
+    identical projections, so the grouping is exact either way.
+    """
+    keys = torch.mv(rows.to(torch.float64), _HASH[: rows.shape[1]])
+    _, inverse = torch.unique(keys, return_inverse=True)
+    first = _first_of_groups(inverse)
+    if not torch.equal(rows.index_select(0, first).index_select(0, inverse), rows):
+        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        first = _first_of_groups(inverse)
+    return first, inverse
+
+
+def _first_of_groups(inverse: torch.Tensor) -> torch.Tensor:
+    first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
+    return first.scatter_reduce_(0, inverse, torch.arange(len(inverse)), reduce="amin")

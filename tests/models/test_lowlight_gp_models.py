@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from models.lowlight_gp import patches as patches_module
 from models.lowlight_gp.color import rgb_to_ycbcr, ycbcr_to_rgb
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes
-from models.lowlight_gp.gp import ExactSEGP
+from models.lowlight_gp.gp import ExactSEGP, _GaussianNLL, _nll_and_grad
 from models.lowlight_gp.lime import lime_enhance
-from models.lowlight_gp.patches import centre_index, fold_patches, neighbourhoods, patch_pairs
+from models.lowlight_gp.patches import (
+    centre_index,
+    fold_patches,
+    neighbourhoods,
+    patch_pairs,
+    unique_rows,
+)
 from models.lowlight_gp.reference_cnn import ReferenceCNN
 from models.lowlight_gp.selection import gpe_unique_pairs, kmeans_centres
 
@@ -94,6 +101,34 @@ def test_gp_matches_gpytorch_likelihood_and_posterior_mean():
     assert (gp.predict(xq, chunk=64)[:, 0].double() - ref_mean).abs().max() < 1e-3  # float32
 
 
+def test_closed_form_likelihood_gradient_equals_autograd():
+    # The fit's L-BFGS uses hand-written derivatives in (length-scale, signal, noise).
+    torch.manual_seed(2)
+    x = torch.rand(25, 3, dtype=torch.float64)
+    ys = torch.randn(25, 2, dtype=torch.float64)
+    sq = torch.cdist(x, x).square()
+    w = 1.0 / torch.randint(1, 6, (25,)).double()
+    vals = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.4, 1.3, 0.07)]
+    ls, s, s2 = vals
+    kmat = s * torch.exp(-0.5 * sq / ls**2) + torch.diag(s2 * w + 1e-8)
+    ref = _GaussianNLL.apply(kmat, ys)
+    ref.backward()
+    loss, grads = _nll_and_grad(sq, ys, w, 0.4, 1.3, 0.07, 1e-8)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert grads == pytest.approx([v.grad.item() for v in vals], rel=1e-9)
+
+
+def test_unique_rows_is_exact_even_when_the_hash_collides(monkeypatch):
+    rows = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [2.0, 1.0], [3.0, 4.0]])
+    first, inverse = unique_rows(rows)
+    assert torch.equal(rows[first][inverse], rows) and len(first) == 3
+    assert sorted(first.tolist()) == [0, 1, 3]  # each group's first occurrence
+    # A projection under which (1, 2) and (2, 1) collide: the check falls back to sorting rows.
+    monkeypatch.setattr(patches_module, "_HASH", torch.ones(64, dtype=torch.float64))
+    first, inverse = unique_rows(rows)
+    assert torch.equal(rows[first][inverse], rows) and len(first) == 3
+
+
 def test_gp_fits_a_smooth_function_and_survives_degenerate_data():
     torch.manual_seed(1)
     x = torch.rand(80, 2, dtype=torch.float64)
@@ -144,17 +179,47 @@ def test_enhancer_with_an_ideal_reference_beats_the_dark_input(mode, target):
         assert np.median(gap) < 1e-6
 
 
-def test_approximation_tends_to_the_full_gp_as_k_grows():
+@pytest.mark.parametrize("weight_centres", [True, False])
+def test_approximation_tends_to_the_full_gp_as_k_grows(weight_centres):
     img = smooth_image(36, 36, seed=3)
     dark = np.round(img**3 * 255) / 255
-    ref = to_planes(np.sqrt(dark), "cm") ** 0.9  # a smooth, non-trivial reference
+    # A smooth, non-trivial reference with a little noise, like a CNN output: all 432 pairs of
+    # a 36x36 RGB image are distinct, so k = 432 makes every pair its own cluster.
+    noise = np.random.default_rng(0).normal(0, 0.01, (3, 36, 36))
+    ref = to_planes(np.sqrt(dark), "cm") ** 0.9 + noise
     full = GPEnhancer("cm", selection="full", gp_iterations=20).enhance(dark, ref).image
     gaps = [
-        np.abs(GPEnhancer("cm", k=k, gp_iterations=20).enhance(dark, ref).image - full).mean()
-        for k in (3, 30, 300)  # of the 432 pairs of a 36x36 RGB image
+        np.abs(
+            GPEnhancer("cm", k=k, gp_iterations=20, weight_centres=weight_centres)
+            .enhance(dark, ref)
+            .image
+            - full
+        ).mean()
+        for k in (3, 30, 300, 432)
     ]
-    assert gaps[2] < gaps[1] < gaps[0]
-    assert gaps[2] < 0.01
+    assert gaps[3] < gaps[2] < gaps[1] < gaps[0]
+    assert gaps[2] < 0.005 and gaps[3] < 1e-3
+
+
+def test_weighted_centres_give_the_full_gp_posterior_of_duplicated_pairs():
+    # n_j identical observations at one input = their mean with noise s2 / n_j: same posterior.
+    torch.manual_seed(0)
+    xu = torch.rand(12, 3, dtype=torch.float64)
+    yu = torch.sin(4 * xu).sum(1)
+    counts = torch.randint(1, 5, (12,)).double()
+    gp = ExactSEGP(iterations=5).fit(xu, yu, counts)
+    reps = counts.long()
+    x, y = xu.repeat_interleave(reps, 0), yu.repeat_interleave(reps, 0)
+    assert gp.y_mean.item() == pytest.approx(y.mean().item())
+    ls, s, s2 = gp.lengthscale, gp.outputscale, gp.noise
+    kern = lambda a, b: s * torch.exp(-0.5 * torch.cdist(a, b) ** 2 / ls**2)  # noqa: E731
+    xq = torch.rand(50, 3, dtype=torch.float64)
+    ys = (y - gp.y_mean[0]) / gp.y_std
+    eye = torch.eye(len(x), dtype=torch.float64)
+    full = kern(xq, x) @ torch.linalg.solve(kern(x, x) + s2 * eye, ys) * gp.y_std + gp.y_mean[0]
+    assert torch.allclose(gp.predict(xq, dtype=torch.float64)[:, 0], full, atol=1e-6)
+    with pytest.raises(ValueError, match="counts"):
+        ExactSEGP().fit(xu, yu, torch.zeros(12))
 
 
 def test_enhancer_handles_a_constant_image_and_rejects_bad_options():
