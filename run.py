@@ -6,15 +6,12 @@ import os
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from experiments.runner import resolvers  # noqa: F401  (registers ${run_dir_or:} and ${launch_dir:})
 from experiments.runner.checks import ConfigError
 from experiments.runner.task import run_task
 
-# `resume=<run dir>` reuses that directory (and its last.ckpt / wandb run) instead of a new one.
-OmegaConf.register_new_resolver(
-    "run_dir_or", lambda resume, default: resume if resume else default, replace=True
-)
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
 

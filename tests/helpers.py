@@ -26,13 +26,23 @@ def _env(data_dir: Path | None) -> dict[str, str]:
 
 
 def run_cli(
-    args: list[str], cwd: Path | None = None, data_dir: Path | None = None, timeout: int = 900
+    args: list[str],
+    cwd: Path | None = None,
+    data_dir: Path | None = None,
+    timeout: int = 900,
+    unset: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """``python run.py *args``; returns the finished process (stdout/stderr captured)."""
+    """``python run.py *args``; returns the finished process (stdout/stderr captured).
+
+    ``unset`` names environment variables to remove (e.g. the output/data dir overrides).
+    """
+    env = _env(data_dir)
+    for key in unset:
+        env.pop(key, None)
     return subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd or ROOT,
-        env=_env(data_dir),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -86,6 +86,24 @@ def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
     assert len(pd.read_csv(sweep / "summary.csv")) == 4
 
 
+def test_plain_multirun_and_run_write_under_the_launch_directory(tmp_path):
+    """The README's commands as typed: no hydra.run.dir / hydra.sweep.dir, outputs under ./outputs."""
+    env_free = ("RUNNER_LOG_DIR", "RUNNER_DATA_DIR")
+    proc = run_cli(
+        ["-m", *FAST, "trainer.max_epochs=1", "seed=1,2", "logger=csv"],
+        cwd=tmp_path,
+        unset=env_free,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "example" / "multiruns").iterdir()
+    assert len(pd.read_csv(sweep / "summary.csv")) == 2
+    assert (tmp_path / "data").is_dir()  # the embedded data went under the launch dir too
+    proc = run_cli([*FAST, "trainer.max_epochs=1", "logger=csv"], cwd=tmp_path, unset=env_free)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "example" / "runs").iterdir()
+    assert metrics_of(run)["status"] == "ok"
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     common = ["+experiment=example", "trainer.max_epochs=4", "logger=csv", "seed=7"]
     _, straight = run_experiment(common, tmp_path / "a")
