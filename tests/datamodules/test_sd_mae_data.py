@@ -100,13 +100,18 @@ def test_config_errors_before_reading(tmp_path):
         SDMAEDataModule("camelyon")
     with pytest.raises(ConfigError, match="needs data_dir"):
         SDMAEDataModule("pcam")
+    with pytest.raises(ConfigError, match="min_crop_scale.probe"):
+        SDMAEDataModule(min_crop_scale={"probe": 0.0})
+    with pytest.raises(ConfigError, match="min_crop_scale key"):
+        SDMAEDataModule(min_crop_scale={"linprobe": 0.5})
 
 
 def test_tile_generator_and_embedded_datamodule(tmp_path):
     rng = np.random.default_rng(0)
     tiles = {c: draw_tile(c, 48, rng) for c in CLASSES}
     assert all(t.shape == (48, 48, 3) and t.dtype == np.uint8 for t in tiles.values())
-    assert tiles["BACK"].mean() > tiles["LYM"].mean()  # background is bright, empty glass
+    dark = {c: (t.mean(-1) < 160).mean() for c, t in tiles.items()}  # nuclei stain
+    assert dark["BACK"] < 0.005 < min(v for c, v in dark.items() if c != "BACK")  # empty glass
     root = write_tiles(tmp_path, size=32, n_train=5, n_test=2)
     assert sorted(p.name for p in (root / "train").iterdir()) == sorted(CLASSES)
     mtime = (root / "done.json").stat().st_mtime
