@@ -62,9 +62,10 @@ class SDMAEDataModule(L.LightningDataModule):
         limit_test: int | None = None,
         exclude_classes: list[str] | None = None,
         check_files: bool = True,
-        embedded_tile_size: int = 96,
+        embedded_tile_size: int = 64,
         embedded_n_train: int = 300,
         embedded_n_test: int = 100,
+        min_crop_scale: dict[str, float] | None = None,
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -91,6 +92,10 @@ class SDMAEDataModule(L.LightningDataModule):
                     f"dataset={dataset} needs data_dir. {HOW_TO_GET[dataset]}",
                 )
             check_data_dir("datamodule.data_dir", data_dir, HOW_TO_GET[dataset])
+        crop = dict(min_crop_scale or {})
+        for key, val in crop.items():
+            check_choice("datamodule.min_crop_scale key", key, STAGES)
+            check_range(f"datamodule.min_crop_scale.{key}", val, 0, 1, low_open=True)
         if exclude_classes is None:
             exclude_classes = ["BACK"] if dataset in ("embedded", "nct_crc") else []
         self.dataset = dataset
@@ -108,6 +113,7 @@ class SDMAEDataModule(L.LightningDataModule):
         self.exclude = list(exclude_classes)
         self.check_files = check_files
         self.tile = (embedded_tile_size, embedded_n_train, embedded_n_test)
+        self.min_crop_scale = crop
         self.seed = seed
         self.classes: list[str] = []
         self._train_base: Dataset | None = None
@@ -230,7 +236,9 @@ class SDMAEDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        tf = train_transform(self.stage, self.img_size)
+        tf = train_transform(
+            self.stage, self.img_size, min_scale=self.min_crop_scale.get(self.stage)
+        )
         return self._loader(self._train_base, self._train_idx, tf, True, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,24 +1,29 @@
 """Procedural H&E-like tiles: the embedded offline dataset, written once as class folders.
 
-Classes follow NCT-CRC-HE's names and differ in what a pathologist looks at -- nuclei density,
-size, shape and arrangement, glands, stroma fibres, fat vacuoles, mucus -- while stain colour
-is jittered per tile, so mean colour alone does not give the class away. ``BACK`` (slide
-background) is written too, so the background exclusion of the real dataset is exercised.
+The tissue classes (NCT-CRC-HE names) share their colour statistics, stain, nuclei density and
+nucleus size -- all drawn per tile from one distribution for every class, plus per-tile stain
+and brightness jitter -- and differ only in *arrangement*: nuclei scattered, clumped, lining
+gland lumina, chained along fibres or aligned with them, and the shape of lumina and stroma
+(``tile_layout.py``). So colour/intensity histograms or a nuclei count do not give the class
+away; seeing structure does. ``BACK`` (slide background) is written too, so the background
+exclusion of the real dataset is exercised.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-CLASSES = ("ADI", "BACK", "LYM", "MUC", "NORM", "STR", "TUM")
+from datamodules.sd_mae.tile_layout import ARRANGED, LAYOUTS, shared_params
+
+CLASSES = ("BACK", *ARRANGED)
 _DONE = "done.json"
+_VERSION = 2  # bump when the drawing changes, so old tile folders are not reused
 
 # H&E reference colours (RGB 0-1): eosin (cytoplasm/stroma) and haematoxylin (nuclei).
 _EOSIN = np.array([0.93, 0.62, 0.75])
@@ -50,131 +55,72 @@ def _nuclei(
     rng: np.random.Generator,
     size: int,
     centres: np.ndarray,
-    radius: tuple[float, float],
-    elong: tuple[float, float] = (1.0, 1.3),
+    radius: np.ndarray,
+    elong: np.ndarray,
     angle: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Alpha mask with one filled ellipse per centre (random radius, elongation, angle)."""
+    """Alpha mask with one filled ellipse per centre (given radius, elongation, angle)."""
     m = np.zeros((size, size), np.float32)
+    sh = 16  # sub-pixel centres (cv2 fixed point, 4 bits)
     for i, (x, y) in enumerate(centres):
-        r = rng.uniform(*radius)
-        e = rng.uniform(*elong)
+        r, e = float(radius[i]), float(elong[i])
         ang = float(angle[i]) if angle is not None else rng.uniform(0, 180)
-        axes = (max(1, int(round(r * e))), max(1, int(round(r / e))))
-        cv2.ellipse(m, (int(x), int(y)), axes, ang, 0, 360, float(rng.uniform(0.75, 1.0)), -1)
+        axes = (max(sh, int(round(r * e**0.5 * sh))), max(sh, int(round(r / e**0.5 * sh))))
+        cen = (int(round(x * sh)), int(round(y * sh)))
+        cv2.ellipse(m, cen, axes, ang, 0, 360, float(rng.uniform(0.75, 1.0)), -1, cv2.LINE_AA, 4)
     return cv2.GaussianBlur(m, (3, 3), 0.7)
 
 
-def _tissue_base(rng: np.random.Generator, size: int, e: np.ndarray, density: float) -> np.ndarray:
-    tex = _smooth_noise(rng, size, size / 8)
-    alpha = np.clip(density * (0.6 + 0.6 * tex), 0, 1)
-    return _blend(np.ones((size, size, 3), np.float32), alpha, e)
+def _texture(rng: np.random.Generator, s: int, fibre_angle: float | None) -> np.ndarray:
+    """Eosin density of the stroma: coherent wavy fibres or isotropic texture, then mapped to
+    the SAME value distribution (rank matching), so only its geometry differs."""
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    u = s / 64
+    if fibre_angle is None:  # band-pass isotropic noise at the fibre frequency
+        n = rng.normal(0, 1, (s, s)).astype(np.float32)
+        t = cv2.GaussianBlur(n, (0, 0), 1.0 * u) - cv2.GaussianBlur(n, (0, 0), 2.5 * u)
+    else:
+        warp = 3 * _smooth_noise(rng, s, s / 5)
+        phase = (xx * np.cos(fibre_angle) + yy * np.sin(fibre_angle)) / (1.6 * u)
+        t = np.sin(phase + warp * 3) + rng.normal(0, 0.3, (s, s))
+    ranks = np.empty(s * s, np.float32)
+    ranks[np.argsort(t, axis=None)] = np.linspace(0, 1, s * s, dtype=np.float32)
+    lo, amp = rng.uniform(0.30, 0.42), rng.uniform(0.30, 0.42)
+    return (lo + amp * ranks).reshape(s, s)
 
 
-def _adi(rng, s, e, h):
-    img = np.ones((s, s, 3), np.float32)
-    walls = np.zeros((s, s), np.float32)
-    pts = rng.uniform(0, s, (max(4, s // 12), 2))
-    # membranes = borders of a Voronoi-like partition of large fat cells
-    yy, xx = np.mgrid[0:s, 0:s]
-    d = np.stack([np.hypot(xx - x, yy - y) for x, y in pts])
-    d.sort(axis=0)
-    walls = (d[1] - d[0] < 1.5).astype(np.float32)
-    img = _blend(img, cv2.GaussianBlur(walls, (3, 3), 0.8) * 0.8, e)
-    few = rng.uniform(0, s, (rng.integers(0, 3), 2))
-    return _blend(img, _nuclei(rng, s, few, (1.5, 2.5), (1.5, 2.5)) * 0.8, h)
+def _tissue(cls: str, rng: np.random.Generator, s: int, e: np.ndarray, h: np.ndarray):
+    """Shared rendering of the arranged classes: stroma texture, lumina, nuclei."""
+    p = shared_params(rng, s)
+    lay = LAYOUTS[cls](rng, s, p)
+    img = _blend(np.ones((s, s, 3), np.float32), _texture(rng, s, lay.fibre_angle), e)
+    img = _blend(img, cv2.GaussianBlur(lay.lumen, (3, 3), 0.8) * 0.92, np.ones(3))
+    n = len(lay.centres)
+    nuc = _nuclei(rng, s, lay.centres, p["radius"][:n], p["elong"][:n], lay.angles)
+    return _blend(img, nuc, h)
 
 
 def _back(rng, s, e, h):
     grey = 0.88 + 0.08 * _smooth_noise(rng, s, s / 4)[..., None]
     img = np.repeat(grey, 3, axis=2) * np.array([1.0, 0.98, 1.0])
     speck = rng.uniform(0, s, (rng.integers(0, 4), 2))
-    return _blend(img, _nuclei(rng, s, speck, (0.5, 1.5)) * 0.4, e)
-
-
-def _lym(rng, s, e, h):
-    img = _tissue_base(rng, s, e, 0.35)
-    n = int(s * s / rng.uniform(28, 40))
-    return _blend(img, _nuclei(rng, s, rng.uniform(0, s, (n, 2)), (1.6, 2.4), (1.0, 1.1)), h * 0.8)
-
-
-def _muc(rng, s, e, h):
-    blue = np.clip(np.array([0.70, 0.72, 0.88]) + rng.normal(0, 0.04, 3), 0, 1)
-    wisps = _smooth_noise(rng, s, s / 10)
-    img = _blend(np.ones((s, s, 3), np.float32), 0.25 + 0.45 * wisps, blue)
-    few = rng.uniform(0, s, (rng.integers(1, 5), 2))
-    return _blend(img, _nuclei(rng, s, few, (1.5, 3.0)) * 0.7, h)
-
-
-def _glands(rng, s, e, h, regular: bool):
-    """Round lumens lined by a ring of nuclei; tumour glands are irregular and crowded."""
-    img = _tissue_base(rng, s, e, 0.55 if regular else 0.7)
-    n_gl = int(rng.integers(1, 3)) if regular else int(rng.integers(2, 5))
-    nuc_alpha = np.zeros((s, s), np.float32)
-    for _ in range(n_gl):
-        cx, cy = rng.uniform(0.15 * s, 0.85 * s, 2)
-        r = rng.uniform(0.14, 0.24) * s if regular else rng.uniform(0.06, 0.16) * s
-        lumen = np.zeros((s, s), np.float32)
-        cv2.circle(lumen, (int(cx), int(cy)), int(r * 0.6), 1.0, -1)
-        img = _blend(img, cv2.GaussianBlur(lumen, (5, 5), 1.5) * 0.9, np.ones(3))
-        k = int(2 * np.pi * r / (5 if regular else 3.5))
-        th = np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, 1)
-        jitter = 0.05 if regular else 0.25
-        rr = r * (0.85 + rng.normal(0, jitter, k))
-        c = np.stack([cx + rr * np.cos(th), cy + rr * np.sin(th)], 1)
-        if regular:
-            nuc_alpha = np.maximum(
-                nuc_alpha, _nuclei(rng, s, c, (1.4, 1.9), (1.5, 2.0), np.degrees(th))
-            )
-        else:
-            nuc_alpha = np.maximum(nuc_alpha, _nuclei(rng, s, c, (1.8, 3.2), (1.0, 1.6)))
-    if not regular:  # crowded pleomorphic nuclei between glands
-        n = int(s * s / rng.uniform(45, 70))
-        nuc_alpha = np.maximum(
-            nuc_alpha, _nuclei(rng, s, rng.uniform(0, s, (n, 2)), (2.0, 3.8), (1.0, 1.7))
-        )
-    return _blend(img, nuc_alpha, h)
-
-
-def _str(rng, s, e, h):
-    ang = rng.uniform(0, np.pi)
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    warp = 3 * _smooth_noise(rng, s, s / 6)
-    fibres = 0.5 + 0.5 * np.sin(
-        (xx * np.cos(ang) + yy * np.sin(ang)) / rng.uniform(1.5, 2.5) + warp * 4
-    )
-    img = _blend(np.ones((s, s, 3), np.float32), 0.35 + 0.45 * fibres, e)
-    n = int(s * s / rng.uniform(250, 400))
-    angles = np.full(n, np.degrees(ang) + 90)
-    return _blend(
-        img, _nuclei(rng, s, rng.uniform(0, s, (n, 2)), (1.2, 1.8), (2.5, 3.5), angles), h
-    )
-
-
-_DRAW: dict[str, Callable] = {
-    "ADI": _adi,
-    "BACK": _back,
-    "LYM": _lym,
-    "MUC": _muc,
-    "NORM": lambda r, s, e, h: _glands(r, s, e, h, True),
-    "STR": _str,
-    "TUM": lambda r, s, e, h: _glands(r, s, e, h, False),
-}
+    k = len(speck)
+    return _blend(img, _nuclei(rng, s, speck, np.full(k, 1.0), np.ones(k)) * 0.4, e)
 
 
 def draw_tile(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One (size, size, 3) uint8 RGB tile of class ``cls``."""
-    if cls not in _DRAW:
+    if cls not in CLASSES:
         raise ValueError(f"unknown tile class {cls!r}; known: {', '.join(CLASSES)}")
     e, h = _stain(rng)
-    img = _DRAW[cls](rng, size, e, h)
-    img = img * rng.uniform(0.92, 1.05) + rng.normal(0, 0.02, img.shape)  # scanner noise
+    img = _back(rng, size, e, h) if cls == "BACK" else _tissue(cls, rng, size, e, h)
+    img = img * rng.uniform(0.9, 1.06) + rng.normal(0, 0.02, img.shape)  # brightness, noise
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
 def tile_root(embedded_dir: str | Path, size: int, n_train: int, n_test: int, seed: int) -> Path:
     """Folder keyed by the generator settings, so changed settings never reuse stale tiles."""
-    key = json.dumps([size, n_train, n_test, seed, CLASSES, 1], sort_keys=True)
+    key = json.dumps([size, n_train, n_test, seed, CLASSES, _VERSION], sort_keys=True)
     tag = hashlib.sha1(key.encode()).hexdigest()[:8]
     return Path(embedded_dir) / f"sd_mae_tiles_{size}px_{tag}"
 

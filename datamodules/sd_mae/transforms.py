@@ -9,15 +9,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGES = ("pretrain", "probe", "finetune")
 
 
-def train_transform(stage: str, img_size: int, hflip: bool = False) -> T.Compose:
+# smallest RandomResizedCrop area per stage: MAE's pre-training (0.2) and torchvision's
+# default (0.08) for linear probe and fine-tune, as in MAE's recipes
+MIN_CROP_SCALE = {"pretrain": 0.2, "probe": 0.08, "finetune": 0.08}
+
+
+def train_transform(
+    stage: str, img_size: int, hflip: bool = False, min_scale: float | None = None
+) -> T.Compose:
     """Pre-training: RandomResizedCrop only (the paper); probe adds a flip (MAE's linprobe);
-    fine-tuning adds a flip and RandAugment(2, 9) (MAE's rand-m9 recipe)."""
+    fine-tuning adds a flip and RandAugment(2, 9) (MAE's rand-m9 recipe). ``min_scale``
+    overrides the stage's smallest crop area (:data:`MIN_CROP_SCALE`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     ops: list = [
         T.RandomResizedCrop(
             img_size,
-            scale=(0.2 if stage == "pretrain" else 0.08, 1.0),
+            scale=(MIN_CROP_SCALE[stage] if min_scale is None else min_scale, 1.0),
             interpolation=T.InterpolationMode.BICUBIC,
         )
     ]

@@ -11,6 +11,7 @@ from PIL import Image
 from datamodules.sd_mae.datamodule import SDMAEDataModule
 from datamodules.sd_mae.folder import DataFormatError, scan_class_folders
 from datamodules.sd_mae.pcam import PCamDataset, inspect_pcam
+from datamodules.sd_mae.tile_layout import ARRANGED, LAYOUTS, shared_params
 from datamodules.sd_mae.tiles import CLASSES, draw_tile, write_tiles
 from experiments.runner.checks import ConfigError
 
@@ -99,14 +100,18 @@ def test_config_errors_before_reading(tmp_path):
         SDMAEDataModule("camelyon")
     with pytest.raises(ConfigError, match="needs data_dir"):
         SDMAEDataModule("pcam")
+    with pytest.raises(ConfigError, match="min_crop_scale.probe"):
+        SDMAEDataModule(min_crop_scale={"probe": 0.0})
+    with pytest.raises(ConfigError, match="min_crop_scale key"):
+        SDMAEDataModule(min_crop_scale={"linprobe": 0.5})
 
 
 def test_tile_generator_and_embedded_datamodule(tmp_path):
     rng = np.random.default_rng(0)
     tiles = {c: draw_tile(c, 48, rng) for c in CLASSES}
     assert all(t.shape == (48, 48, 3) and t.dtype == np.uint8 for t in tiles.values())
-    # classes differ in structure: lymphocyte tiles are dark and dense, fat tiles bright
-    assert tiles["LYM"].mean() < tiles["ADI"].mean()
+    dark = {c: (t.mean(-1) < 160).mean() for c, t in tiles.items()}  # nuclei stain
+    assert dark["BACK"] < 0.005 < min(v for c, v in dark.items() if c != "BACK")  # empty glass
     root = write_tiles(tmp_path, size=32, n_train=5, n_test=2)
     assert sorted(p.name for p in (root / "train").iterdir()) == sorted(CLASSES)
     mtime = (root / "done.json").stat().st_mtime
@@ -123,9 +128,43 @@ def test_tile_generator_and_embedded_datamodule(tmp_path):
     )
     dm.prepare_data()
     dm.setup()
-    assert "BACK" not in dm.classes and dm.num_classes == 6
-    assert len(dm._train_idx) == 24 and len(dm._val_idx) == 6 and len(dm._test) == 12
+    assert "BACK" not in dm.classes and dm.num_classes == 5
+    assert len(dm._train_idx) == 20 and len(dm._val_idx) == 5 and len(dm._test) == 10
     for stage in ("pretrain", "probe", "finetune"):
         dm.set_stage(stage)
         x, y = next(iter(dm.train_dataloader()))
         assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+
+
+def test_tiles_deterministic_given_seed():
+    a = [draw_tile(c, 48, np.random.default_rng(7)) for c in CLASSES]
+    b = [draw_tile(c, 48, np.random.default_rng(7)) for c in CLASSES]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], draw_tile(CLASSES[1], 48, np.random.default_rng(8)))
+
+
+def test_tile_classes_share_colour_and_nuclei_statistics():
+    """What makes the embedded task fair: every class draws its nuclei count, stain and colour
+    from the same distribution, so only arrangement tells classes apart."""
+    rng = np.random.default_rng(0)
+    for cls in ARRANGED:  # exact nuclei count, whatever the arrangement
+        for _ in range(5):
+            p = shared_params(rng, 64)
+            assert len(LAYOUTS[cls](rng, 64, p).centres) == p["n"]
+    stats = {}
+    for cls in ARRANGED:
+        t = np.stack([draw_tile(cls, 64, rng) for _ in range(40)]).astype(np.float32) / 255
+        grey = t.mean(-1)
+        stats[cls] = np.c_[t.mean((1, 2)), (grey < 0.5).mean((1, 2))]  # RGB mean, nuclei area
+    pooled = np.concatenate(list(stats.values()))
+    spread = pooled.std(0)
+    for cls, s in stats.items():
+        # class means within 0.5 per-tile std of the pooled mean (2 std errors is ~0.3)
+        dev = np.abs(s.mean(0) - pooled.mean(0)) / spread
+        assert (dev < 0.5).all(), f"{cls}: colour / nuclei-area means off by {dev.round(2)} std"
+    # ...while the arrangement differs: clumped tumour nuclei sit closer together than scattered
+    p = shared_params(rng, 64)
+    spread_of = {
+        c: LAYOUTS[c](np.random.default_rng(3), 64, p).centres.std(0).mean() for c in ARRANGED
+    }
+    assert spread_of["TUM"] < spread_of["LYM"]
