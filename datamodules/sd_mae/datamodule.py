@@ -66,6 +66,7 @@ class SDMAEDataModule(L.LightningDataModule):
         embedded_n_train: int = 300,
         embedded_n_test: int = 100,
         min_crop_scale: dict[str, float] | None = None,
+        randaugment_magnitude: int | None = 9,
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -96,6 +97,8 @@ class SDMAEDataModule(L.LightningDataModule):
         for key, val in crop.items():
             check_choice("datamodule.min_crop_scale key", key, STAGES)
             check_range(f"datamodule.min_crop_scale.{key}", val, 0, 1, low_open=True)
+        if randaugment_magnitude is not None:
+            check_range("datamodule.randaugment_magnitude", randaugment_magnitude, 0, 30)
         if exclude_classes is None:
             exclude_classes = ["BACK"] if dataset in ("embedded", "nct_crc") else []
         self.dataset = dataset
@@ -114,6 +117,7 @@ class SDMAEDataModule(L.LightningDataModule):
         self.check_files = check_files
         self.tile = (embedded_tile_size, embedded_n_train, embedded_n_test)
         self.min_crop_scale = crop
+        self.randaugment_magnitude = randaugment_magnitude
         self.seed = seed
         self.classes: list[str] = []
         self._train_base: Dataset | None = None
@@ -237,7 +241,10 @@ class SDMAEDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         tf = train_transform(
-            self.stage, self.img_size, min_scale=self.min_crop_scale.get(self.stage)
+            self.stage,
+            self.img_size,
+            min_scale=self.min_crop_scale.get(self.stage),
+            randaugment_magnitude=self.randaugment_magnitude,
         )
         return self._loader(self._train_base, self._train_idx, tf, True, self.batch_size)
 

@@ -15,11 +15,16 @@ MIN_CROP_SCALE = {"pretrain": 0.2, "probe": 0.08, "finetune": 0.08}
 
 
 def train_transform(
-    stage: str, img_size: int, hflip: bool = False, min_scale: float | None = None
+    stage: str,
+    img_size: int,
+    hflip: bool = False,
+    min_scale: float | None = None,
+    randaugment_magnitude: int | None = 9,
 ) -> T.Compose:
     """Pre-training: RandomResizedCrop only (the paper); probe adds a flip (MAE's linprobe);
-    fine-tuning adds a flip and RandAugment(2, 9) (MAE's rand-m9 recipe). ``min_scale``
-    overrides the stage's smallest crop area (:data:`MIN_CROP_SCALE`)."""
+    fine-tuning adds a flip and RandAugment(2, ``randaugment_magnitude``) (MAE's rand-m9 recipe;
+    None leaves it out). ``min_scale`` overrides the stage's smallest crop area
+    (:data:`MIN_CROP_SCALE`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     ops: list = [
@@ -31,8 +36,8 @@ def train_transform(
     ]
     if hflip or stage != "pretrain":
         ops.append(T.RandomHorizontalFlip())
-    if stage == "finetune":
-        ops.append(T.RandAugment(num_ops=2, magnitude=9))
+    if stage == "finetune" and randaugment_magnitude is not None:
+        ops.append(T.RandAugment(num_ops=2, magnitude=randaugment_magnitude))
     ops += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     return T.Compose(ops)
 

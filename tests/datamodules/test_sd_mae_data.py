@@ -104,6 +104,23 @@ def test_config_errors_before_reading(tmp_path):
         SDMAEDataModule(min_crop_scale={"probe": 0.0})
     with pytest.raises(ConfigError, match="min_crop_scale key"):
         SDMAEDataModule(min_crop_scale={"linprobe": 0.5})
+    with pytest.raises(ConfigError, match="randaugment_magnitude"):
+        SDMAEDataModule(randaugment_magnitude=31)
+
+
+@pytest.mark.parametrize("magnitude, expected", [(9, True), (None, False)])
+def test_finetune_randaugment_is_configurable(magnitude, expected):
+    from torchvision import transforms as T
+
+    from datamodules.sd_mae.transforms import train_transform
+
+    tf = train_transform("finetune", 32, randaugment_magnitude=magnitude)
+    found = [op for op in tf.transforms if isinstance(op, T.RandAugment)]
+    assert bool(found) == expected
+    if found:
+        assert found[0].magnitude == magnitude and found[0].num_ops == 2
+    probe = train_transform("probe", 32, randaugment_magnitude=magnitude)
+    assert not any(isinstance(op, T.RandAugment) for op in probe.transforms)
 
 
 def test_tile_generator_and_embedded_datamodule(tmp_path):
