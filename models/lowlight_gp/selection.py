@@ -16,19 +16,6 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 
-def kmeans_centres(
-    points: np.ndarray,
-    k: int,
-    seed: int = 0,
-    max_iter: int = 100,
-    tol: float = 1e-4,
-    backend: str = "sklearn",
-    n_local_trials: int | None = 1,
-) -> np.ndarray:
-    """k-means++-seeded Lloyd centres of ``points`` (N, d) -> (k, d); see :func:`kmeans`."""
-    return kmeans(points, k, seed, max_iter, tol, backend, n_local_trials)[0]
-
-
 def kmeans(
     points: np.ndarray,
     k: int,

@@ -20,7 +20,7 @@ from models.lowlight_gp.patches import (
     unique_rows,
 )
 from models.lowlight_gp.reference_cnn import ReferenceCNN
-from models.lowlight_gp.selection import gpe_unique_pairs, kmeans_centres
+from models.lowlight_gp.selection import gpe_unique_pairs, kmeans
 
 torch.set_num_threads(1)
 
@@ -148,13 +148,13 @@ def test_kmeans_backends_agree_and_k_too_large_is_an_error():
     blobs = np.concatenate([rng.normal(c, 0.05, (200, 4)) for c in (0.0, 1.0, 2.0)])
     inertia = {}
     for backend in ("sklearn", "torch"):
-        c = kmeans_centres(blobs, 3, seed=0, backend=backend)
+        c, _ = kmeans(blobs, 3, seed=0, backend=backend)
         assert c.shape == (3, 4)
         assert np.allclose(np.sort(c[:, 0]), [0, 1, 2], atol=0.05)
         inertia[backend] = ((blobs[:, None] - c[None]) ** 2).sum(-1).min(1).sum()
     assert inertia["torch"] == pytest.approx(inertia["sklearn"], rel=0.05)
     with pytest.raises(ValueError, match="only 600 patch pairs"):
-        kmeans_centres(blobs, 601)
+        kmeans(blobs, 601)
 
 
 def test_gpe_unique_pairs_keeps_one_pair_per_mean_intensity_bin():
