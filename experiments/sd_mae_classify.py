@@ -9,7 +9,8 @@ import torchmetrics as tm
 
 
 class ClassifierBase(L.LightningModule):
-    """Subclasses build ``self.model`` (images -> logits) and the optimiser; this logs metrics."""
+    """Subclasses implement :meth:`classify` (images -> logits) and the optimiser; this logs
+    the validation / test metrics both the probe and the fine-tune report."""
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().__init__()
@@ -26,7 +27,8 @@ class ClassifierBase(L.LightningModule):
         self.test_f1_per = tm.F1Score(**kw, average=None)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits (B, num_classes); abstract: LinearProbe and FineTune each implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement classify()")
 
     def _eval_step(self, batch, split: str) -> None:
         x, y = batch
