@@ -3,7 +3,8 @@
 The Mahalanobis term is expanded into one matrix product, ``[x, -x^2/2] @ [mu * prec, prec]^T``,
 so no (batch, states, g, d) tensor is ever built. The custom autograd function forms every
 parameter gradient of Eq. 2 of the paper with two more matrix products (``r @ [mu * prec, prec]``
-for the input, ``r^T @ [-x, x^2]`` for the parameters) and a few in-place element-wise passes.
+for the input, ``r^T @ [-x, x^2]`` for the parameters); the element-wise work around the three
+products comes from ``gmm_stages`` (torch ops, or fused C++ on CPU).
 
 On CPU the states are processed in blocks of about ``CPU_CHUNK_ROWS`` components: each block's
 ``[mu * prec, prec]`` (about 1 MB) and densities stay in cache between the matrix product and
@@ -21,6 +22,8 @@ import math
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .gmm_stages import GMMStages, pick_stages
 
 __all__ = ["gmm_nll", "naive_gmm_nll", "GMMNegLogLikelihood", "default_chunk_states"]
 
@@ -50,6 +53,7 @@ class GMMNegLogLikelihood(torch.autograd.Function):
     Memory: forward saves the (B, S*g) scaled densities, the (B, S) totals and the (S*g, 2d)
     weights [mu * prec, prec] of its matrix product, so backward repeats no element-wise work on
     the parameters; it writes the mean / log-variance gradients straight into their outputs.
+    The element-wise work around the matrix products is done by ``stages`` (``gmm_stages``).
     """
 
     @staticmethod
@@ -62,18 +66,14 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         log_floor: float | None,
         chunk: int,
         reuse_buffers: bool,
+        stages: GMMStages,
     ) -> Tensor:
         batch, dim = x.shape
         states, comps = weight_logits.shape
         mu3, lv3 = mu.view(states, comps, dim), log_var.view(states, comps, dim)
-        # On CPU, clamp (and later mask) only the blocks with a variance under the floor: a max
-        # over the block while it is in cache, instead of a clamp and a masked fill every step.
-        # On an accelerator always clamp: reading the max back would synchronise every step.
-        check_floor = log_floor is not None and x.device.type == "cpu"
         floored: list[bool] = []
         x2 = torch.cat([x, (x * x).mul_(-0.5)], dim=1)  # (B, 2d)
         log_w = torch.log_softmax(weight_logits, dim=-1).t()  # (g, S)
-        c0 = dim * math.log(2 * math.pi)
         # Densities are stored block by block, each block a contiguous (B, g, n) slab.
         dens = x.new_empty(batch * states * comps)
         total, out = x.new_empty(batch, states), x.new_empty(batch, states)
@@ -81,29 +81,14 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         for s0, s1 in _blocks(states, chunk):
             n = s1 - s0
             w_block = _block(weights, s0, s1, comps * 2 * dim).view(comps, n, 2 * dim)
-            mu_b = mu3[s0:s1].transpose(0, 1)  # (g, n, d), component-major
-            mp, prec_b = w_block[..., :dim], w_block[..., dim:]
-            torch.neg(lv3[s0:s1].transpose(0, 1), out=prec_b)
-            clamp = log_floor is not None and (not check_floor or bool(prec_b.amax() > -log_floor))
-            if clamp:
-                prec_b.clamp_max_(-log_floor)  # variance floor: lv >= log(floor)
-            floored.append(clamp)
-            neg_lv_sum = prec_b.sum(-1)
-            torch.mul(mu_b, prec_b.exp_(), out=mp)
-            # log w + const of every component: -0.5 (mu^2 / var + log|Sigma| + d log 2 pi)
-            const = torch.linalg.vecdot(mp, mu_b).sub_(neg_lv_sum).add_(c0).mul_(-0.5)
-            const.add_(log_w[:, s0:s1])
+            const, clamped = stages.prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor)
+            floored.append(clamped)
             comp = _block(dens, s0, s1, batch * comps).view(batch, comps * n)
             torch.addmm(const.view(-1), x2, w_block.view(comps * n, 2 * dim).t(), out=comp)
-            comp3 = comp.view(batch, comps, n)
-            peak = comp3.amax(dim=1, keepdim=True)
-            expo = comp3.sub_(peak).exp_()  # w N / exp(peak); pi = expo / total (Eq. 3)
-            tot = expo.sum(dim=1)
-            total[:, s0:s1] = tot
-            out[:, s0:s1] = tot.log_().add_(peak.squeeze(1)).neg_()
+            stages.densities(comp.view(batch, comps, n), total, out, s0, s1)
         ctx.save_for_backward(x, mu, log_var, weight_logits, dens, total, weights)
         ctx.log_floor, ctx.floored, ctx.chunk = log_floor, floored, chunk
-        ctx.reuse_buffers, ctx.used = reuse_buffers, False
+        ctx.reuse_buffers, ctx.used, ctx.stages = reuse_buffers, False, stages
         return out
 
     @staticmethod
@@ -116,12 +101,16 @@ class GMMNegLogLikelihood(torch.autograd.Function):
             )
         ctx.used = True
         x, mu, log_var, weight_logits, dens, total, weights = ctx.saved_tensors
+        if not ctx.reuse_buffers:
+            dens = dens.clone()  # keep the saved densities for another backward
+        stages: GMMStages = ctx.stages
         batch, dim = x.shape
         states, comps = weight_logits.shape
         mu3, lv3 = mu.view(states, comps, dim), log_var.view(states, comps, dim)
         need_x, need_mu, need_lv, need_w = ctx.needs_input_grad[:4]
         need_params = need_mu or need_lv
-        scale = grad_out / total  # dL(x, s)/d log(w N)_k = -pi_k: r = pi * grad, sign folded below
+        # dL(x, s)/d log(w N)_k = -pi_k: r = pi * grad, sign folded below
+        scale = (grad_out / total).contiguous()
         xb = torch.cat([x.neg(), x * x], dim=1)  # (B, 2d): r^T @ xb = [-r^T x, r^T x^2]
         grad_mu = torch.empty_like(mu3) if need_mu else None
         grad_lv = torch.empty_like(lv3) if need_lv else None
@@ -132,36 +121,22 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         for block, (s0, s1) in enumerate(_blocks(states, ctx.chunk)):
             n = s1 - s0
             slab = _block(dens, s0, s1, batch * comps).view(batch, comps, n)
-            sc = scale[:, None, s0:s1]
-            r3 = slab.mul_(sc) if ctx.reuse_buffers else slab * sc
-            r = r3.view(batch, comps * n)
-            r_b = torch.sum(r3, dim=0)  # (g, n)
+            r_b = stages.responsibilities(slab, scale, s0, s1)  # (g, n); slab is now r
             r_sum[:, s0:s1] = r_b
             if not (need_x or need_params):
                 continue
+            r = slab.view(batch, comps * n)
             w_block = _block(weights, s0, s1, comps * 2 * dim).view(comps, n, 2 * dim)
-            mu_b, lv_b = mu3[s0:s1].transpose(0, 1), lv3[s0:s1].transpose(0, 1)
-            prec = w_block[..., dim:]
             if need_x:
                 rw.addmm_(r, w_block.view(comps * n, 2 * dim))
             if not need_params:
                 continue
             g_block = gbuf[: comps * n * 2 * dim].view(comps, n, 2 * dim)
             torch.mm(r.t(), xb, out=g_block.view(comps * n, 2 * dim))
-            a, q = g_block[..., :dim], g_block[..., dim:]  # a = -r^T x, q = r^T x^2
-            r_col = r_b.unsqueeze(-1)
-            # grad_mu = prec (R mu - r^T x); grad_lv = R/2 - prec/2 sum_b r (x - mu)^2, with
-            # sum_b r (x - mu)^2 = q + mu (a + (a + R mu)).
-            q.addcmul_(mu_b, a)
-            a.addcmul_(mu_b, r_col)  # a = R mu - r^T x
-            if need_lv:
-                q.addcmul_(mu_b, a)
-                g_lv = grad_lv[s0:s1].transpose(0, 1)
-                torch.addcmul(r_col.mul(0.5), q, prec, value=-0.5, out=g_lv)
-                if ctx.floored[block]:
-                    g_lv.masked_fill_(lv_b < ctx.log_floor, 0.0)  # floored: no gradient
-            if need_mu:
-                torch.mul(a, prec, out=grad_mu[s0:s1].transpose(0, 1))
+            stages.param_grads(
+                g_block, mu3, lv3, w_block, r_b, grad_mu, grad_lv, s0, s1,
+                ctx.log_floor, ctx.floored[block],
+            )  # fmt: skip
         grad_x = torch.addcmul(rw[:, :dim].neg(), x, rw[:, dim:]) if need_x else None
         grad_w = None
         if need_w:
@@ -171,7 +146,7 @@ class GMMNegLogLikelihood(torch.autograd.Function):
             grad_mu = grad_mu.view_as(mu)
         if grad_lv is not None:
             grad_lv = grad_lv.view_as(log_var)
-        return grad_x, grad_mu, grad_lv, grad_w, None, None, None
+        return grad_x, grad_mu, grad_lv, grad_w, None, None, None, None
 
 
 def gmm_nll(
@@ -182,6 +157,7 @@ def gmm_nll(
     var_floor: float | None = None,
     reuse_buffers: bool = True,
     chunk_states: int | None = None,
+    kernels: str = "auto",
 ) -> Tensor:
     """-log p(x|s) for every state: x (B, d), mu/log_var (S*g, d), weight_logits (S, g) -> (B, S).
 
@@ -189,6 +165,9 @@ def gmm_nll(
     components cannot drive the loss to NaN. ``reuse_buffers`` lets backward overwrite the saved
     densities (one (B, S*g) buffer less at the peak); turn it off to call backward twice.
     ``chunk_states`` sets the block size (states per block); the default suits the device.
+    ``kernels`` picks the element-wise stages around the matrix products: ``eager`` (torch ops),
+    ``cpp`` (fused C++, float32 on CPU, built on first use), or ``auto`` (``cpp`` for paper-size
+    layers on CPU, else ``eager``); see ``gmm_stages``.
     """
     if x.dim() != 2 or mu.dim() != 2 or mu.shape != log_var.shape:
         raise ValueError(
@@ -207,9 +186,17 @@ def gmm_nll(
     log_floor = None if not var_floor else math.log(var_floor)
     # Under mixed precision the bottleneck output arrives in bf16/fp16; the likelihood (exp of
     # sums over d = 272 squared distances) needs the parameters' precision, so autocast is off here.
+    stages = pick_stages(kernels, x, mu, log_var)
     with torch.autocast(x.device.type, enabled=False):
         return GMMNegLogLikelihood.apply(
-            x.to(mu.dtype), mu, log_var, weight_logits, log_floor, int(chunk_states), reuse_buffers
+            x.to(mu.dtype),
+            mu,
+            log_var,
+            weight_logits,
+            log_floor,
+            int(chunk_states),
+            reuse_buffers,
+            stages,
         )
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .gmm_function import gmm_nll
+from .gmm_stages import KERNEL_CHOICES
 
 __all__ = ["GMMLayer"]
 
@@ -16,7 +17,8 @@ class GMMLayer(nn.Module):
     Stored parameters are the paper's mu' (S, g, d), Sigma' (S, g, d) and omega' (S, g), mapped to
     mu = mu', Sigma = exp(Sigma') (floored at ``var_floor``) and omega = softmax_g(omega').
     ``bottleneck=False`` feeds the input straight in (the PLP+LDA front end of Table 2); then
-    ``in_features`` must equal ``dim``.
+    ``in_features`` must equal ``dim``. ``kernels`` picks the element-wise stages of the fused
+    likelihood: ``auto`` (C++ on CPU at paper size), ``eager`` or ``cpp`` (``gmm_stages``).
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class GMMLayer(nn.Module):
         components: int = 5,
         var_floor: float | None = 1e-3,
         bottleneck: bool = True,
+        kernels: str = "auto",
     ) -> None:
         super().__init__()
         for key, val in (
@@ -43,7 +46,10 @@ class GMMLayer(nn.Module):
             raise ValueError(
                 f"GMMLayer: without a bottleneck in_features ({in_features}) must equal dim ({dim})"
             )
+        if kernels not in KERNEL_CHOICES:
+            raise ValueError(f"GMMLayer: kernels must be one of {KERNEL_CHOICES}, got {kernels!r}")
         self.num_states, self.dim, self.components = num_states, dim, components
+        self.kernels = kernels
         self.var_floor = var_floor
         self.bottleneck = nn.Linear(in_features, dim) if bottleneck else nn.Identity()
         self.mu = nn.Parameter(torch.empty(num_states, components, dim))
@@ -74,7 +80,7 @@ class GMMLayer(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         """Return L(x, s) = -log p(x|s), shape (batch, num_states)."""
         mu, log_var, w = self.gmm_parameters()
-        return gmm_nll(self.features(h), mu, log_var, w, self.var_floor)
+        return gmm_nll(self.features(h), mu, log_var, w, self.var_floor, kernels=self.kernels)
 
     def extra_repr(self) -> str:
         return f"GMM(d={self.dim}, g={self.components}), states={self.num_states}, var_floor={self.var_floor}"

@@ -65,6 +65,7 @@ class DeepGMM(nn.Module):
     ``forward`` returns log p(s) - L(x, s) = log p(x, s), whose softmax over s is the state posterior
     of Eq. 5, so the usual frame cross-entropy on it is the paper's CE criterion.
     ``subspace`` in {None, "mean", "mean_weight", "all"} selects the Deep Subspace GMM head.
+    ``gmm_kernels`` picks the GMM layer's element-wise stages (``auto`` | ``eager`` | ``cpp``).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class DeepGMM(nn.Module):
         subspace: str | None = None,
         subspace_dim: int = 80,
         bottleneck: bool = True,
+        gmm_kernels: str = "auto",
     ) -> None:
         super().__init__()
         _check_sizes("DeepGMM", in_features, num_states)
@@ -86,7 +88,9 @@ class DeepGMM(nn.Module):
         self.hidden = HiddenStack(in_features, width, depth)
         h = self.hidden.out_features
         if subspace is None:
-            self.gmm = GMMLayer(h, num_states, gmm_dim, gmm_components, var_floor, bottleneck)
+            self.gmm = GMMLayer(
+                h, num_states, gmm_dim, gmm_components, var_floor, bottleneck, gmm_kernels
+            )
         else:
             self.gmm = SubspaceGMMLayer(
                 h,
@@ -97,6 +101,7 @@ class DeepGMM(nn.Module):
                 subspace,
                 var_floor,
                 bottleneck,
+                gmm_kernels,
             )
         self.prior = OnlineLogPrior(num_states)
 

@@ -36,6 +36,7 @@ class SubspaceGMMLayer(GMMLayer):
         sharing: str = "mean",
         var_floor: float | None = 1e-3,
         bottleneck: bool = True,
+        kernels: str = "auto",
     ) -> None:
         if sharing not in SUBSPACE_SHARING:
             raise ValueError(
@@ -45,7 +46,7 @@ class SubspaceGMMLayer(GMMLayer):
             raise ValueError(f"SubspaceGMMLayer: subspace_dim must be >= 1, got {subspace_dim}")
         self.sharing = sharing
         self.subspace_dim = subspace_dim
-        super().__init__(in_features, num_states, dim, components, var_floor, bottleneck)
+        super().__init__(in_features, num_states, dim, components, var_floor, bottleneck, kernels)
         shared = SUBSPACE_SHARING[sharing]
         gd = components * dim
         self.v = nn.Parameter(torch.empty(num_states, subspace_dim))

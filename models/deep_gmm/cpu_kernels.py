@@ -1,0 +1,111 @@
+"""The GMM layer's C++ element-wise stages (``csrc/gmm_cpu_kernels.cpp``), built on first use.
+
+``torch.utils.cpp_extension`` compiles the source once per machine (about 30 s; later processes
+load the cached build) with the vector width torch itself uses on this CPU. When there is no
+C++ compiler, or the build fails for any other reason, ``cpp_stages()`` logs one warning saying
+why and returns None, and the layer runs its eager stages: same results, slower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from .gmm_stages import GMMStages
+
+__all__ = ["cpp_stages", "load_extension", "SOURCE"]
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "gmm_cpu_kernels.cpp"
+
+_extension: ModuleType | None = None
+_failure: str | None = None
+_stages: GMMStages | None = None
+
+
+def _vector_flags() -> list[str]:
+    """Compile for the vector ISA torch dispatches to here (AVX2 on x86-64), else portable code."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if platform.machine().lower() in ("x86_64", "amd64") and capability in ("AVX2", "AVX512"):
+        return ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return ["-DCPU_CAPABILITY=DEFAULT"]
+
+
+def load_extension() -> ModuleType:
+    """Build (or load the cached build of) the extension; raises if that is impossible."""
+    global _extension
+    if _extension is None:
+        from torch.utils.cpp_extension import load
+
+        flags = ["-O3", *_vector_flags()]
+        tag = hashlib.sha1((SOURCE.read_text() + " ".join(flags)).encode()).hexdigest()[:10]
+        log.info("GMM layer: building its C++ CPU kernels (once per machine, about 30 s)")
+        t0 = time.perf_counter()
+        _extension = load(
+            name=f"gmm_cpu_kernels_{tag}", sources=[str(SOURCE)], extra_cflags=flags, verbose=False
+        )
+        log.info("GMM layer: C++ CPU kernels ready in %.1f s", time.perf_counter() - t0)
+    return _extension
+
+
+def cpp_stages() -> GMMStages | None:
+    """The C++ stages, or None (after one warning) if the extension cannot be built here."""
+    global _failure, _stages
+    if _stages is not None or _failure is not None:
+        return _stages
+    try:
+        ext = load_extension()
+    except Exception as err:  # no compiler, no ninja, unsupported platform
+        _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
+        log.warning(
+            "GMM layer: the C++ CPU kernels could not be built (%s); using the eager kernels "
+            "(same results, slower at the paper's size). Install a C++ compiler and ninja to get "
+            "them, or pass kernels='eager' to skip the attempt.",
+            _failure,
+        )
+        return None
+    _stages = _make_stages(ext)
+    return _stages
+
+
+def _make_stages(ext: ModuleType) -> GMMStages:
+    def prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor):
+        const = w_block.new_empty(w_block.shape[0], s1 - s0)
+        lf = -3.0e38 if log_floor is None else log_floor
+        clamped = ext.prepare(mu3, lv3, log_w, w_block, const, s0, s1 - s0, lf)
+        return const, clamped
+
+    def densities(comp3, total, out, s0, s1):
+        ext.densities(comp3, total, out, s0)
+
+    def responsibilities(slab, scale, s0, s1) -> Tensor:
+        r_b = slab.new_empty(slab.shape[1], slab.shape[2])
+        ext.responsibilities(slab, scale, r_b, s0)
+        return r_b
+
+    empty = torch.empty(0)
+
+    def param_grads(g_block, mu3, lv3, w_block, r_b, grad_mu3, grad_lv3, s0, s1, lf, mask):
+        ext.grads(
+            g_block,
+            mu3,
+            lv3,
+            w_block,
+            r_b,
+            empty if grad_mu3 is None else grad_mu3,
+            empty if grad_lv3 is None else grad_lv3,
+            s0,
+            s1 - s0,
+            -3.0e38 if lf is None else lf,
+            bool(mask),
+        )
+
+    return GMMStages("cpp", prepare, densities, responsibilities, param_grads)

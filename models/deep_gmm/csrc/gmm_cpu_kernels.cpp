@@ -1,0 +1,200 @@
+// Fused element-wise stages of the GMM layer on CPU (see models/deep_gmm/cpu_kernels.py).
+//
+// The layer's three matrix products run in torch; around them, each stage below makes one pass
+// over a block of states where the eager torch ops make three to six, and uses ATen's vectorised
+// exp / log. All tensors are float32. A block holds states [s0, s0 + n) component-major: row
+// (i, j) of a block is component i of state s0 + j; parameters are (S, g, d) contiguous.
+
+#include <torch/extension.h>
+#include <ATen/cpu/vec/vec.h>
+#include <algorithm>
+#include <cmath>
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t W = Vec::size();
+
+// w_block (g, n, 2d) <- [mu * prec, prec] with prec = exp(-max(lv, log_floor)); const_out (g, n)
+// <- log w - (mu^2 prec + log|Sigma| + d log 2 pi) / 2. Returns whether any variance was floored.
+bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::Tensor w_block,
+             torch::Tensor const_out, int64_t s0, int64_t n, double log_floor) {
+  const int64_t g = mu3.size(1), d = mu3.size(2);
+  const float* mu = mu3.data_ptr<float>();
+  const float* lv = lv3.data_ptr<float>();
+  float* w = w_block.data_ptr<float>();
+  float* c = const_out.data_ptr<float>();
+  const float* lw = log_w.data_ptr<float>();
+  const int64_t lw0 = log_w.stride(0), lw1 = log_w.stride(1);
+  const float cap = static_cast<float>(-log_floor);
+  const float c0 = static_cast<float>(d * std::log(2.0 * M_PI));
+  const Vec capv(cap);
+  bool clamped = false;
+  for (int64_t i = 0; i < g; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t row = (s0 + j) * g + i;
+      const float* m = mu + row * d;
+      const float* l = lv + row * d;
+      float* mp = w + (i * n + j) * 2 * d;
+      float* pr = mp + d;
+      Vec acc_nl(0.f), acc_mm(0.f), acc_mx(-3.0e38f);
+      int64_t k = 0;
+      for (; k + W <= d; k += W) {
+        Vec nl = Vec(0.f) - Vec::loadu(l + k);
+        acc_mx = at::vec::maximum(acc_mx, nl);
+        nl = at::vec::minimum(nl, capv);
+        const Vec p = nl.exp();
+        const Vec mv = Vec::loadu(m + k);
+        const Vec a = mv * p;
+        p.store(pr + k);
+        a.store(mp + k);
+        acc_nl = acc_nl + nl;
+        acc_mm = at::vec::fmadd(a, mv, acc_mm);
+      }
+      float s_nl = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, acc_nl);
+      float s_mm = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, acc_mm);
+      float mx = at::vec::vec_reduce_all<float>(
+          [](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, acc_mx);
+      for (; k < d; ++k) {
+        float nl = -l[k];
+        mx = nl > mx ? nl : mx;
+        nl = nl < cap ? nl : cap;
+        const float p = std::exp(nl);
+        pr[k] = p;
+        mp[k] = m[k] * p;
+        s_nl += nl;
+        s_mm += mp[k] * m[k];
+      }
+      clamped |= mx > cap;
+      c[i * n + j] = -0.5f * (s_mm - s_nl + c0) + lw[i * lw0 + (s0 + j) * lw1];
+    }
+  }
+  return clamped;
+}
+
+// comp (B, g, n) <- exp(comp - peak) with peak the max over g; total[:, s0:s0+n] <- sum over g;
+// out[:, s0:s0+n] <- -log p(x|s) = -(log total + peak).
+void densities(torch::Tensor comp, torch::Tensor total, torch::Tensor out, int64_t s0) {
+  const int64_t B = comp.size(0), g = comp.size(1), n = comp.size(2);
+  float* cp = comp.data_ptr<float>();
+  float* tp = total.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t ts = total.stride(0), os = out.stride(0);
+  for (int64_t b = 0; b < B; ++b) {
+    float* cb = cp + b * g * n;
+    float* tr = tp + b * ts + s0;
+    float* orow = op + b * os + s0;
+    int64_t j = 0;
+    for (; j + W <= n; j += W) {
+      Vec pk = Vec::loadu(cb + j);
+      for (int64_t i = 1; i < g; ++i) pk = at::vec::maximum(pk, Vec::loadu(cb + i * n + j));
+      Vec tt(0.f);
+      for (int64_t i = 0; i < g; ++i) {
+        const Vec e = (Vec::loadu(cb + i * n + j) - pk).exp();
+        e.store(cb + i * n + j);
+        tt = tt + e;
+      }
+      tt.store(tr + j);
+      (Vec(0.f) - (tt.log() + pk)).store(orow + j);
+    }
+    for (; j < n; ++j) {
+      float pk = cb[j];
+      for (int64_t i = 1; i < g; ++i) pk = cb[i * n + j] > pk ? cb[i * n + j] : pk;
+      float tt = 0.f;
+      for (int64_t i = 0; i < g; ++i) {
+        const float e = std::exp(cb[i * n + j] - pk);
+        cb[i * n + j] = e;
+        tt += e;
+      }
+      tr[j] = tt;
+      orow[j] = -(std::log(tt) + pk);
+    }
+  }
+}
+
+// slab (B, g, n) <- slab * scale[:, s0:s0+n] (the responsibilities r); r_sum (g, n) <- sum over B.
+void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_sum, int64_t s0) {
+  const int64_t B = slab.size(0), g = slab.size(1), n = slab.size(2);
+  float* sp = slab.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  float* rs = r_sum.data_ptr<float>();
+  const int64_t ss = scale.stride(0);
+  std::fill(rs, rs + g * n, 0.f);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* scb = sc + b * ss + s0;
+    for (int64_t i = 0; i < g; ++i) {
+      float* row = sp + (b * g + i) * n;
+      float* acc = rs + i * n;
+      int64_t j = 0;
+      for (; j + W <= n; j += W) {
+        const Vec v = Vec::loadu(row + j) * Vec::loadu(scb + j);
+        v.store(row + j);
+        (Vec::loadu(acc + j) + v).store(acc + j);
+      }
+      for (; j < n; ++j) {
+        row[j] *= scb[j];
+        acc[j] += row[j];
+      }
+    }
+  }
+}
+
+// From g_block (g, n, 2d) = [-r^T x, r^T x^2] and the responsibility sums r_b (g, n), writes the
+// Eq. 2 gradients of the block's states: grad_mu = prec (R mu - r^T x) and grad_lv = R / 2 -
+// prec / 2 sum_b r (x - mu)^2 (zero where the variance is floored, if ``mask``). Either output
+// may be empty (frozen parameters).
+void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Tensor w_block,
+           torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, int64_t s0, int64_t n,
+           double log_floor, bool mask) {
+  const int64_t g = mu3.size(1), d = mu3.size(2);
+  const float* gb = gblock.data_ptr<float>();
+  const float* mu = mu3.data_ptr<float>();
+  const float* lv = lv3.data_ptr<float>();
+  const float* w = w_block.data_ptr<float>();
+  const float* r = r_b.data_ptr<float>();
+  const bool need_mu = gmu3.numel() > 0, need_lv = glv3.numel() > 0;
+  float* gm = need_mu ? gmu3.data_ptr<float>() : nullptr;
+  float* gl = need_lv ? glv3.data_ptr<float>() : nullptr;
+  const float lf = static_cast<float>(log_floor);
+  const Vec half(0.5f), lfv(lf), zero(0.f);
+  for (int64_t i = 0; i < g; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t row = (s0 + j) * g + i;
+      const float R = r[i * n + j];
+      const Vec Rv(R), hR(0.5f * R);
+      const float* a = gb + (i * n + j) * 2 * d;  // -r^T x
+      const float* q = a + d;                      // r^T x^2
+      const float* pr = w + (i * n + j) * 2 * d + d;
+      const float* m = mu + row * d;
+      const float* l = lv + row * d;
+      float* om = need_mu ? gm + row * d : nullptr;
+      float* ol = need_lv ? gl + row * d : nullptr;
+      int64_t k = 0;
+      for (; k + W <= d; k += W) {
+        const Vec av = Vec::loadu(a + k), mv = Vec::loadu(m + k), pv = Vec::loadu(pr + k);
+        const Vec t = at::vec::fmadd(Rv, mv, av);  // R mu - r^T x
+        if (need_mu) (t * pv).store(om + k);
+        if (need_lv) {
+          const Vec s = at::vec::fmadd(mv, av + t, Vec::loadu(q + k));  // sum r (x - mu)^2
+          Vec v = hR - half * s * pv;
+          if (mask) v = Vec::blendv(v, zero, Vec::loadu(l + k) < lfv);
+          v.store(ol + k);
+        }
+      }
+      for (; k < d; ++k) {
+        const float t = a[k] + R * m[k];
+        if (need_mu) om[k] = t * pr[k];
+        if (need_lv) {
+          const float s = q[k] + m[k] * (a[k] + t);
+          const float v = 0.5f * R - 0.5f * s * pr[k];
+          ol[k] = (mask && l[k] < lf) ? 0.f : v;
+        }
+      }
+    }
+  }
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("prepare", &prepare, "GMM weights and constants of one block");
+  m.def("densities", &densities, "log-sum-exp over components of one block");
+  m.def("responsibilities", &responsibilities, "scaled responsibilities of one block");
+  m.def("grads", &grads, "mean / log-variance gradients of one block");
+}
