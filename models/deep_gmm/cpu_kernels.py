@@ -83,8 +83,8 @@ def _make_stages(ext: ModuleType) -> GMMStages:
         clamped = ext.prepare(mu3, lv3, log_w, w_block, const, s0, s1 - s0, lf)
         return const, clamped
 
-    def densities(comp3, total, out, s0, s1):
-        ext.densities(comp3, total, out, s0)
+    def densities(comp3, const, total, out, s0, s1):
+        ext.densities(comp3, const, total, out, s0)
 
     def responsibilities(slab, scale, s0, s1) -> Tensor:
         r_b = slab.new_empty(slab.shape[1], slab.shape[2])

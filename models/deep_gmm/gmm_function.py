@@ -84,8 +84,8 @@ class GMMNegLogLikelihood(torch.autograd.Function):
             const, clamped = stages.prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor)
             floored.append(clamped)
             comp = _block(dens, s0, s1, batch * comps).view(batch, comps * n)
-            torch.addmm(const.view(-1), x2, w_block.view(comps * n, 2 * dim).t(), out=comp)
-            stages.densities(comp.view(batch, comps, n), total, out, s0, s1)
+            torch.mm(x2, w_block.view(comps * n, 2 * dim).t(), out=comp)
+            stages.densities(comp.view(batch, comps, n), const, total, out, s0, s1)
         ctx.save_for_backward(x, mu, log_var, weight_logits, dens, total, weights)
         ctx.log_floor, ctx.floored, ctx.chunk = log_floor, floored, chunk
         ctx.reuse_buffers, ctx.used, ctx.stages = reuse_buffers, False, stages
@@ -118,7 +118,9 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         rw = x.new_zeros(batch, 2 * dim) if need_x else None
         n_max = min(ctx.chunk, states)
         gbuf = x.new_empty(comps * n_max * 2 * dim) if need_params else None
-        for block, (s0, s1) in enumerate(_blocks(states, ctx.chunk)):
+        # Last block first: forward wrote it last, so its densities and weights are likeliest
+        # to be still in cache (the GMM layer is the network's last, its backward runs first).
+        for block, (s0, s1) in reversed(list(enumerate(_blocks(states, ctx.chunk)))):
             n = s1 - s0
             slab = _block(dens, s0, s1, batch * comps).view(batch, comps, n)
             r_b = stages.responsibilities(slab, scale, s0, s1)  # (g, n); slab is now r

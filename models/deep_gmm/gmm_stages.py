@@ -38,9 +38,10 @@ class GMMStages:
     # w_block <- [mu * prec, prec], prec = exp(-max(lv, log_floor)); const = log w - (mu^2 prec +
     # log|Sigma| + d log 2 pi) / 2; ``floored``: whether the floor may have clamped a variance.
     prepare: Callable[..., tuple[Tensor, bool]]
-    # (comp3 (B, g, n), total (B, S), out (B, S), s0, s1): comp3 <- exp(comp3 - peak),
-    # total[:, s0:s1] <- its sum over g, out[:, s0:s1] <- -log p(x|s).
-    densities: Callable[[Tensor, Tensor, Tensor, int, int], None]
+    # (comp3 (B, g, n) = x-dependent part of log(w N), const (g, n), total (B, S), out (B, S),
+    # s0, s1): comp3 <- exp(comp3 + const - peak), total[:, s0:s1] <- its sum over g,
+    # out[:, s0:s1] <- -log p(x|s).
+    densities: Callable[[Tensor, Tensor, Tensor, Tensor, int, int], None]
     # (slab (B, g, n), scale (B, S), s0, s1) -> r_b (g, n): slab <- slab * scale[:, s0:s1] (in
     # place: the responsibilities), r_b its sum over the batch.
     responsibilities: Callable[[Tensor, Tensor, int, int], Tensor]
@@ -76,7 +77,10 @@ def _prepare_eager(
     return const.add_(log_w[:, s0:s1]), clamp
 
 
-def _densities_eager(comp3: Tensor, total: Tensor, out: Tensor, s0: int, s1: int) -> None:
+def _densities_eager(
+    comp3: Tensor, const: Tensor, total: Tensor, out: Tensor, s0: int, s1: int
+) -> None:
+    comp3.add_(const)
     peak = comp3.amax(dim=1, keepdim=True)
     expo = comp3.sub_(peak).exp_()  # w N / exp(peak); pi = expo / total (Eq. 3)
     tot = expo.sum(dim=1)

@@ -70,11 +70,13 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
   return clamped;
 }
 
-// comp (B, g, n) <- exp(comp - peak) with peak the max over g; total[:, s0:s0+n] <- sum over g;
-// out[:, s0:s0+n] <- -log p(x|s) = -(log total + peak).
-void densities(torch::Tensor comp, torch::Tensor total, torch::Tensor out, int64_t s0) {
+// comp (B, g, n) <- exp(comp + const - peak) with peak the max over g of comp + const (const is
+// (g, n)); total[:, s0:s0+n] <- sum over g; out[:, s0:s0+n] <- -log p(x|s) = -(log total + peak).
+void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, torch::Tensor out,
+               int64_t s0) {
   const int64_t B = comp.size(0), g = comp.size(1), n = comp.size(2);
   float* cp = comp.data_ptr<float>();
+  const float* cst = const_in.data_ptr<float>();
   float* tp = total.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const int64_t ts = total.stride(0), os = out.stride(0);
@@ -84,6 +86,8 @@ void densities(torch::Tensor comp, torch::Tensor total, torch::Tensor out, int64
     float* orow = op + b * os + s0;
     int64_t j = 0;
     for (; j + W <= n; j += W) {
+      for (int64_t i = 0; i < g; ++i)
+        (Vec::loadu(cb + i * n + j) + Vec::loadu(cst + i * n + j)).store(cb + i * n + j);
       Vec pk = Vec::loadu(cb + j);
       for (int64_t i = 1; i < g; ++i) pk = at::vec::maximum(pk, Vec::loadu(cb + i * n + j));
       Vec tt(0.f);
@@ -96,6 +100,7 @@ void densities(torch::Tensor comp, torch::Tensor total, torch::Tensor out, int64
       (Vec(0.f) - (tt.log() + pk)).store(orow + j);
     }
     for (; j < n; ++j) {
+      for (int64_t i = 0; i < g; ++i) cb[i * n + j] += cst[i * n + j];
       float pk = cb[j];
       for (int64_t i = 1; i < g; ++i) pk = cb[i * n + j] > pk ? cb[i * n + j] : pk;
       float tt = 0.f;
