@@ -99,3 +99,12 @@ def test_failed_build_warns_once_and_falls_back_to_eager(monkeypatch, caplog):
     warnings = [r for r in caplog.records if "could not be built" in r.getMessage()]
     assert len(warnings) == 1 and "no compiler" in warnings[0].getMessage()
     torch.testing.assert_close(out, gmm_nll(*args, kernels="eager"))
+
+
+def test_kernels_refuse_tensors_they_would_misread(built):
+    ext = cpu_kernels.load_extension()
+    scale, r_sum = torch.zeros(2, 4), torch.zeros(3, 4)
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.responsibilities(torch.zeros(2, 3, 4, dtype=torch.float64), scale, r_sum, 0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ext.responsibilities(torch.zeros(2, 4, 3).transpose(1, 2), scale, r_sum, 0)

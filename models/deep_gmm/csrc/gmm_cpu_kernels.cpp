@@ -13,10 +13,20 @@
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
 
+// The loops index raw pointers: refuse anything they would misread.
+static void check(const torch::Tensor& t, const char* name, bool contiguous = true) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat,
+              "gmm_cpu_kernels: ", name, " must be a float32 CPU tensor, got ", t.scalar_type());
+  TORCH_CHECK(contiguous ? t.is_contiguous() : t.stride(-1) == 1,
+              "gmm_cpu_kernels: ", name, contiguous ? " must be contiguous" : " rows must be contiguous");
+}
+
 // w_block (g, n, 2d) <- [mu * prec, prec] with prec = exp(-max(lv, log_floor)); const_out (g, n)
 // <- log w - (mu^2 prec + log|Sigma| + d log 2 pi) / 2. Returns whether any variance was floored.
 bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::Tensor w_block,
              torch::Tensor const_out, int64_t s0, int64_t n, double log_floor) {
+  check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block"), check(const_out, "const");
+  TORCH_CHECK(log_w.scalar_type() == at::kFloat, "gmm_cpu_kernels: log_w must be float32");
   const int64_t g = mu3.size(1), d = mu3.size(2);
   const float* mu = mu3.data_ptr<float>();
   const float* lv = lv3.data_ptr<float>();
@@ -74,6 +84,8 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
 // (g, n)); total[:, s0:s0+n] <- sum over g; out[:, s0:s0+n] <- -log p(x|s) = -(log total + peak).
 void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, torch::Tensor out,
                int64_t s0) {
+  check(comp, "comp"), check(const_in, "const"), check(total, "total", false);
+  check(out, "out", false);
   const int64_t B = comp.size(0), g = comp.size(1), n = comp.size(2);
   float* cp = comp.data_ptr<float>();
   const float* cst = const_in.data_ptr<float>();
@@ -117,6 +129,7 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
 
 // slab (B, g, n) <- slab * scale[:, s0:s0+n] (the responsibilities r); r_sum (g, n) <- sum over B.
 void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_sum, int64_t s0) {
+  check(slab, "slab"), check(scale, "scale", false), check(r_sum, "r_sum");
   const int64_t B = slab.size(0), g = slab.size(1), n = slab.size(2);
   float* sp = slab.data_ptr<float>();
   const float* sc = scale.data_ptr<float>();
@@ -149,6 +162,10 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
 void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Tensor w_block,
            torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, int64_t s0, int64_t n,
            double log_floor, bool mask) {
+  check(gblock, "g_block"), check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block");
+  check(r_b, "r_b");
+  if (gmu3.numel() > 0) check(gmu3, "grad_mu");
+  if (glv3.numel() > 0) check(glv3, "grad_log_var");
   const int64_t g = mu3.size(1), d = mu3.size(2);
   const float* gb = gblock.data_ptr<float>();
   const float* mu = mu3.data_ptr<float>();
