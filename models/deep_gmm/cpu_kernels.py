@@ -1,7 +1,8 @@
 """The GMM layer's C++ element-wise stages (``csrc/gmm_cpu_kernels.cpp``), built on first use.
 
 ``torch.utils.cpp_extension`` compiles the source once per machine (about 30 s; later processes
-load the cached build) with the vector width torch itself uses on this CPU. When there is no
+load the cached build from ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) with the
+vector width torch itself uses on this CPU. When there is no
 C++ compiler, or the build fails for any other reason, ``cpp_stages()`` logs one warning saying
 why and returns None, and the layer runs its eager stages: same results, slower.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -20,11 +23,14 @@ from torch import Tensor
 
 from .gmm_stages import GMMStages
 
-__all__ = ["cpp_stages", "load_extension", "SOURCE"]
+__all__ = ["cpp_stages", "load_extension", "clear_stale_lock", "SOURCE"]
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "gmm_cpu_kernels.cpp"
+
+# A build takes about 30 s; a lock file this old was left by a build that was killed midway.
+STALE_LOCK_S = 600.0
 
 _extension: ModuleType | None = None
 _failure: str | None = None
@@ -39,18 +45,41 @@ def _vector_flags() -> list[str]:
     return ["-DCPU_CAPABILITY=DEFAULT"]
 
 
+def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove ``build_dir/lock`` if a killed build left it (torch would wait on it forever)."""
+    lock = build_dir / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < max_age_s:
+        return False
+    log.warning("GMM layer: removing %s, left %.0f min ago by an interrupted build", lock, age / 60)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def load_extension() -> ModuleType:
     """Build (or load the cached build of) the extension; raises if that is impossible."""
     global _extension
     if _extension is None:
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import get_default_build_root, load
 
         flags = ["-O3", *_vector_flags()]
-        tag = hashlib.sha1((SOURCE.read_text() + " ".join(flags)).encode()).hexdigest()[:10]
-        log.info("GMM layer: building its C++ CPU kernels (once per machine, about 30 s)")
+        key = " ".join([SOURCE.read_text(), *flags, torch.__version__, sys.version])
+        name = f"gmm_cpu_kernels_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+        root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+        build_dir = root / name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        clear_stale_lock(build_dir)
+        log.info("GMM layer: loading its C++ CPU kernels (the first build takes about 30 s)")
         t0 = time.perf_counter()
         _extension = load(
-            name=f"gmm_cpu_kernels_{tag}", sources=[str(SOURCE)], extra_cflags=flags, verbose=False
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=flags,
+            build_directory=str(build_dir),
+            verbose=False,
         )
         log.info("GMM layer: C++ CPU kernels ready in %.1f s", time.perf_counter() - t0)
     return _extension

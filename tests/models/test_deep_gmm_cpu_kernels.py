@@ -4,6 +4,7 @@ reference, on shapes that hit the vector loops and their scalar tails; and the f
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -108,3 +109,13 @@ def test_kernels_refuse_tensors_they_would_misread(built):
         ext.responsibilities(torch.zeros(2, 3, 4, dtype=torch.float64), scale, r_sum, 0)
     with pytest.raises(RuntimeError, match="contiguous"):
         ext.responsibilities(torch.zeros(2, 4, 3).transpose(1, 2), scale, r_sum, 0)
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_a_fresh_one_kept(tmp_path):
+    lock = tmp_path / "lock"
+    lock.touch()
+    assert not cpu_kernels.clear_stale_lock(tmp_path) and lock.exists()  # a build in progress
+    old = lock.stat().st_mtime - 2 * cpu_kernels.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    assert cpu_kernels.clear_stale_lock(tmp_path) and not lock.exists()
+    assert not cpu_kernels.clear_stale_lock(tmp_path)  # nothing left to remove
