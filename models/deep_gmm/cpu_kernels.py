@@ -37,6 +37,11 @@ _failure: str | None = None
 _stages: GMMStages | None = None
 
 
+def _thread_flags() -> list[str]:
+    """OpenMP for at::parallel_for on Linux (the extension then shares torch's libgomp)."""
+    return ["-fopenmp"] if platform.system() == "Linux" else []
+
+
 def _vector_flags() -> list[str]:
     """Compile for the vector ISA torch dispatches to here (AVX2 on x86-64), else portable code."""
     capability = torch.backends.cpu.get_cpu_capability()
@@ -65,7 +70,7 @@ def load_extension() -> ModuleType:
     if _extension is None:
         from torch.utils.cpp_extension import get_default_build_root, load
 
-        flags = ["-O3", *_vector_flags()]
+        flags = ["-O3", *_vector_flags(), *_thread_flags()]
         key = " ".join([SOURCE.read_text(), *flags, torch.__version__, sys.version])
         name = f"gmm_cpu_kernels_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
@@ -78,6 +83,7 @@ def load_extension() -> ModuleType:
             name=name,
             sources=[str(SOURCE)],
             extra_cflags=flags,
+            extra_ldflags=_thread_flags(),
             build_directory=str(build_dir),
             verbose=False,
         )

@@ -29,8 +29,9 @@ def built():
 
 
 # (batch, states, g, d, chunk): d 13 and blocks of 3-4 states exercise the scalar tails only;
-# d 24 and blocks of 16 states the 8-wide loops (and a ragged last block of 5).
-SHAPES = [(5, 11, 3, 13, 4), (9, 37, 2, 24, 16), (4, 6, 5, 40, None)]
+# d 24 and blocks of 16 states the 8-wide loops (and a ragged last block of 5); 80 states in one
+# block split every stage's loop across torch's threads (when it has more than one).
+SHAPES = [(5, 11, 3, 13, 4), (9, 37, 2, 24, 16), (4, 6, 5, 40, None), (12, 80, 2, 8, None)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -4,10 +4,13 @@
 // over a block of states where the eager torch ops make three to six, and uses ATen's vectorised
 // exp / log. All tensors are float32. A block holds states [s0, s0 + n) component-major: row
 // (i, j) of a block is component i of state s0 + j; parameters are (S, g, d) contiguous.
+// The loops run on torch's intra-op threads (at::parallel_for; inline when there is one thread).
 
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 using Vec = at::vec::Vectorized<float>;
@@ -37,9 +40,10 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
   const float cap = static_cast<float>(-log_floor);
   const float c0 = static_cast<float>(d * std::log(2.0 * M_PI));
   const Vec capv(cap);
-  bool clamped = false;
-  for (int64_t i = 0; i < g; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
+  std::atomic<bool> clamped{false};
+  at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t i = r / n, j = r % n;
       const int64_t row = (s0 + j) * g + i;
       const float* m = mu + row * d;
       const float* l = lv + row * d;
@@ -73,11 +77,11 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
         s_nl += nl;
         s_mm += mp[k] * m[k];
       }
-      clamped |= mx > cap;
+      if (mx > cap) clamped.store(true, std::memory_order_relaxed);
       c[i * n + j] = -0.5f * (s_mm - s_nl + c0) + lw[i * lw0 + (s0 + j) * lw1];
     }
-  }
-  return clamped;
+  });
+  return clamped.load();
 }
 
 // comp (B, g, n) <- exp(comp + const - peak) with peak the max over g of comp + const (const is
@@ -92,7 +96,8 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
   float* tp = total.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const int64_t ts = total.stride(0), os = out.stride(0);
-  for (int64_t b = 0; b < B; ++b) {
+  at::parallel_for(0, B, 8, [&](int64_t b_begin, int64_t b_end) {
+  for (int64_t b = b_begin; b < b_end; ++b) {
     float* cb = cp + b * g * n;
     float* tr = tp + b * ts + s0;
     float* orow = op + b * os + s0;
@@ -125,6 +130,7 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
       orow[j] = -(std::log(tt) + pk);
     }
   }
+  });
 }
 
 // slab (B, g, n) <- slab * scale[:, s0:s0+n] (the responsibilities r); r_sum (g, n) <- sum over B.
@@ -136,23 +142,26 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
   float* rs = r_sum.data_ptr<float>();
   const int64_t ss = scale.stride(0);
   std::fill(rs, rs + g * n, 0.f);
-  for (int64_t b = 0; b < B; ++b) {
-    const float* scb = sc + b * ss + s0;
-    for (int64_t i = 0; i < g; ++i) {
-      float* row = sp + (b * g + i) * n;
-      float* acc = rs + i * n;
-      int64_t j = 0;
-      for (; j + W <= n; j += W) {
-        const Vec v = Vec::loadu(row + j) * Vec::loadu(scb + j);
-        v.store(row + j);
-        (Vec::loadu(acc + j) + v).store(acc + j);
-      }
-      for (; j < n; ++j) {
-        row[j] *= scb[j];
-        acc[j] += row[j];
+  // Threads own column ranges [j0, j1) of every row, so their sums over b never collide.
+  at::parallel_for(0, n, 4 * W, [&](int64_t j0, int64_t j1) {
+    for (int64_t b = 0; b < B; ++b) {
+      const float* scb = sc + b * ss + s0;
+      for (int64_t i = 0; i < g; ++i) {
+        float* row = sp + (b * g + i) * n;
+        float* acc = rs + i * n;
+        int64_t j = j0;
+        for (; j + W <= j1; j += W) {
+          const Vec v = Vec::loadu(row + j) * Vec::loadu(scb + j);
+          v.store(row + j);
+          (Vec::loadu(acc + j) + v).store(acc + j);
+        }
+        for (; j < j1; ++j) {
+          row[j] *= scb[j];
+          acc[j] += row[j];
+        }
       }
     }
-  }
+  });
 }
 
 // From g_block (g, n, 2d) = [-r^T x, r^T x^2] and the responsibility sums r_b (g, n), writes the
@@ -177,8 +186,9 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
   float* gl = need_lv ? glv3.data_ptr<float>() : nullptr;
   const float lf = static_cast<float>(log_floor);
   const Vec half(0.5f), lfv(lf), zero(0.f);
-  for (int64_t i = 0; i < g; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
+  at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t rr = begin; rr < end; ++rr) {
+      const int64_t i = rr / n, j = rr % n;
       const int64_t row = (s0 + j) * g + i;
       const float R = r[i * n + j];
       const Vec Rv(R), hR(0.5f * R);
@@ -211,7 +221,7 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
         }
       }
     }
-  }
+  });
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
