@@ -2,9 +2,9 @@
 
 ``torch.utils.cpp_extension`` compiles the source once per machine (about 30 s; later processes
 load the cached build from ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) with the
-vector width torch itself uses on this CPU. When there is no
-C++ compiler, or the build fails for any other reason, ``cpp_stages()`` logs one warning saying
-why and returns None, and the layer runs its eager stages: same results, slower.
+vector width torch itself uses on this CPU. When there is no C++ compiler, or the build fails
+for any other reason, ``cpp_stages()`` logs one warning saying why and returns None, and the
+layer runs its eager stages: same results, slower.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ SOURCE = Path(__file__).with_name("csrc") / "gmm_cpu_kernels.cpp"
 
 # A build takes about 30 s; a lock file this old was left by a build that was killed midway.
 STALE_LOCK_S = 600.0
+# log_floor passed to the kernels when there is no variance floor (clamps nothing).
+NO_FLOOR = -3.0e38
 
 _extension: ModuleType | None = None
 _failure: str | None = None
@@ -77,7 +79,13 @@ def load_extension() -> ModuleType:
         build_dir = root / name
         build_dir.mkdir(parents=True, exist_ok=True)
         clear_stale_lock(build_dir)
-        log.info("GMM layer: loading its C++ CPU kernels (the first build takes about 30 s)")
+        if not any(build_dir.glob("*.so")):
+            # A warning so that it shows even where logging is not configured: a silent 30 s
+            # pause before the first step would look like a hang.
+            log.warning(
+                "GMM layer: building its C++ CPU kernels in %s (once per machine, about 30 s)",
+                build_dir,
+            )
         t0 = time.perf_counter()
         _extension = load(
             name=name,
@@ -114,7 +122,7 @@ def cpp_stages() -> GMMStages | None:
 def _make_stages(ext: ModuleType) -> GMMStages:
     def prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor):
         const = w_block.new_empty(w_block.shape[0], s1 - s0)
-        lf = -3.0e38 if log_floor is None else log_floor
+        lf = NO_FLOOR if log_floor is None else log_floor
         clamped = ext.prepare(mu3, lv3, log_w, w_block, const, s0, s1 - s0, lf)
         return const, clamped
 
@@ -139,7 +147,7 @@ def _make_stages(ext: ModuleType) -> GMMStages:
             empty if grad_lv3 is None else grad_lv3,
             s0,
             s1 - s0,
-            -3.0e38 if lf is None else lf,
+            NO_FLOOR if lf is None else lf,
             bool(mask),
         )
 

@@ -7,8 +7,8 @@ signature and the same maths:
 - ``EAGER``: in-place torch ops; runs on every device and dtype. Each op is one pass over the
   block, so a stage reads the block three to six times.
 - the C++ build (``models.deep_gmm.cpu_kernels``): one vectorised pass per stage, float32 on
-  CPU, compiled on first use. At the paper's size it takes a training step from about 1.6x to
-  about 1.45x of a softmax layer's (``benchmarks/deep_gmm_speed.py``).
+  CPU, compiled on first use. At the paper's size it takes a training step from 1.51-1.59x to
+  1.36-1.44x of a softmax layer's (one thread; ``benchmarks/deep_gmm_speed.py``).
 
 A block holds states [s0, s1) component-major: parameter rows (g, n, d), densities (batch, g, n),
 so the log-sum-exp over the g components reduces over an outer axis and vectorises along states.

@@ -97,39 +97,39 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
   float* op = out.data_ptr<float>();
   const int64_t ts = total.stride(0), os = out.stride(0);
   at::parallel_for(0, B, 8, [&](int64_t b_begin, int64_t b_end) {
-  for (int64_t b = b_begin; b < b_end; ++b) {
-    float* cb = cp + b * g * n;
-    float* tr = tp + b * ts + s0;
-    float* orow = op + b * os + s0;
-    int64_t j = 0;
-    for (; j + W <= n; j += W) {
-      for (int64_t i = 0; i < g; ++i)
-        (Vec::loadu(cb + i * n + j) + Vec::loadu(cst + i * n + j)).store(cb + i * n + j);
-      Vec pk = Vec::loadu(cb + j);
-      for (int64_t i = 1; i < g; ++i) pk = at::vec::maximum(pk, Vec::loadu(cb + i * n + j));
-      Vec tt(0.f);
-      for (int64_t i = 0; i < g; ++i) {
-        const Vec e = (Vec::loadu(cb + i * n + j) - pk).exp();
-        e.store(cb + i * n + j);
-        tt = tt + e;
+    for (int64_t b = b_begin; b < b_end; ++b) {
+      float* cb = cp + b * g * n;
+      float* tr = tp + b * ts + s0;
+      float* orow = op + b * os + s0;
+      int64_t j = 0;
+      for (; j + W <= n; j += W) {
+        for (int64_t i = 0; i < g; ++i)
+          (Vec::loadu(cb + i * n + j) + Vec::loadu(cst + i * n + j)).store(cb + i * n + j);
+        Vec pk = Vec::loadu(cb + j);
+        for (int64_t i = 1; i < g; ++i) pk = at::vec::maximum(pk, Vec::loadu(cb + i * n + j));
+        Vec tt(0.f);
+        for (int64_t i = 0; i < g; ++i) {
+          const Vec e = (Vec::loadu(cb + i * n + j) - pk).exp();
+          e.store(cb + i * n + j);
+          tt = tt + e;
+        }
+        tt.store(tr + j);
+        (Vec(0.f) - (tt.log() + pk)).store(orow + j);
       }
-      tt.store(tr + j);
-      (Vec(0.f) - (tt.log() + pk)).store(orow + j);
-    }
-    for (; j < n; ++j) {
-      for (int64_t i = 0; i < g; ++i) cb[i * n + j] += cst[i * n + j];
-      float pk = cb[j];
-      for (int64_t i = 1; i < g; ++i) pk = cb[i * n + j] > pk ? cb[i * n + j] : pk;
-      float tt = 0.f;
-      for (int64_t i = 0; i < g; ++i) {
-        const float e = std::exp(cb[i * n + j] - pk);
-        cb[i * n + j] = e;
-        tt += e;
+      for (; j < n; ++j) {
+        for (int64_t i = 0; i < g; ++i) cb[i * n + j] += cst[i * n + j];
+        float pk = cb[j];
+        for (int64_t i = 1; i < g; ++i) pk = cb[i * n + j] > pk ? cb[i * n + j] : pk;
+        float tt = 0.f;
+        for (int64_t i = 0; i < g; ++i) {
+          const float e = std::exp(cb[i * n + j] - pk);
+          cb[i * n + j] = e;
+          tt += e;
+        }
+        tr[j] = tt;
+        orow[j] = -(std::log(tt) + pk);
       }
-      tr[j] = tt;
-      orow[j] = -(std::log(tt) + pk);
     }
-  }
   });
 }
 
