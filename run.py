@@ -8,8 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from experiments.runner import resolvers  # noqa: F401  (registers ${run_dir_or:} and ${launch_dir:})
-from experiments.runner.checks import ConfigError
+from core.checks import ConfigError
 from experiments.runner.task import run_task
 
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")

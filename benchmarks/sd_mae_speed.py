@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from losses.sd_mae.objective import PretrainObjective  # noqa: E402
+from experiments.sd_mae.objective import PretrainObjective  # noqa: E402
 from models.sd_mae.mae import MaskedAutoencoder  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from experiments.runner.checks import ConfigError, check_data_dir, check_positive, check_range
+from core.checks import ConfigError, check_data_dir, check_positive, check_range
 
 from .corpus import FeatureConfig, FrameCorpus, build_corpus
 from .dataset import SplicedFrames, frame_loader

@@ -49,12 +49,12 @@ def main() -> None:
         with tarfile.open(archive) as tar:
             tar.extractall(args.out, filter="data")
     if (args.out / ALIGNMENTS).is_file():
-        print(f"ready: python run.py +experiment=dgmm_paper datamodule.data_dir={args.out}")
+        print(f"ready: python run.py +experiment=deep_gmm_paper datamodule.data_dir={args.out}")
     else:
         print(
             f"audio ready under {args.out}/LibriSpeech. Now put {ALIGNMENTS} (41 phone classes, "
             "10 ms frames) from https://drive.google.com/drive/folders/1BhJ2umKH3whguxMwifaKtSra0TgAbtfb "
-            f"into {args.out}, then: python run.py +experiment=dgmm_paper datamodule.data_dir={args.out}"
+            f"into {args.out}, then: python run.py +experiment=deep_gmm_paper datamodule.data_dir={args.out}"
         )
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from experiments.runner.checks import ConfigError, check_data_dir, check_positive, check_range
-from experiments.runner.sampling import seeded_train_loader
+from core.checks import ConfigError, check_data_dir, check_positive, check_range
+from core.sampling import seeded_train_loader
 
 log = logging.getLogger(__name__)
 

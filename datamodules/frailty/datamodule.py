@@ -12,6 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from core.checks import (
+    ConfigError,
+    check_choice,
+    check_data_dir,
+    check_positive,
+    check_range,
+)
 from datamodules.frailty import cache
 from datamodules.frailty.generator import CohortSpec, generate_cohort
 from datamodules.frailty.labels import CLASS_NAMES
@@ -19,13 +26,6 @@ from datamodules.frailty.pipeline import WindowSettings, build_windows
 from datamodules.frailty.preprocess import wavelet_length
 from datamodules.frailty.reader import read_cohort
 from datamodules.frailty.schema import CohortSchema
-from experiments.runner.checks import (
-    ConfigError,
-    check_choice,
-    check_data_dir,
-    check_positive,
-    check_range,
-)
 
 log = logging.getLogger(__name__)
 

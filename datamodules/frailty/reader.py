@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import resample_poly
 
+from core.errors import DataError
 from datamodules.frailty.labels import fried_to_label
 from datamodules.frailty.schema import CohortSchema
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 RATE_TOLERANCE = 0.02
 
 
-class CohortError(ValueError):
+class CohortError(DataError):
     """Cohort files that cannot be read as configured; the message names file and fix."""
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from core.checks import ConfigError, check_data_dir, check_positive, check_range
+from core.sampling import EpochSeededRandomSampler
 from datamodules.lowlight_gp.darken import LEVELS, darken
 from datamodules.lowlight_gp.embedded import write_embedded
 from datamodules.lowlight_gp.folder import read_folder, resize_rgb
-from experiments.runner.checks import ConfigError, check_data_dir, check_positive, check_range
-from experiments.runner.sampling import EpochSeededRandomSampler
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from datamodules.sd_mae.folder import ClassFolderDataset, check_images, scan_class_folders
-from datamodules.sd_mae.pcam import PCAM_CLASSES, PCamDataset
-from datamodules.sd_mae.tiles import write_tiles
-from datamodules.sd_mae.transforms import STAGES, eval_transform, train_transform
-from experiments.runner.checks import (
+from core.checks import (
     ConfigError,
     check_choice,
     check_data_dir,
     check_positive,
     check_range,
 )
+from datamodules.sd_mae.folder import ClassFolderDataset, check_images, scan_class_folders
+from datamodules.sd_mae.pcam import PCAM_CLASSES, PCamDataset
+from datamodules.sd_mae.tiles import write_tiles
+from datamodules.sd_mae.transforms import STAGES, eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from core.errors import DataError
 from datamodules.sd_mae.image_checks import InputReport, pil_to_rgb
 
 IMG_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(DataError):
     """The files on disk do not have the published layout; the message says how to fix it."""
 
 

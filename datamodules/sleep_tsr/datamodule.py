@@ -13,6 +13,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from core.checks import (
+    ConfigError,
+    check_choice,
+    check_data_dir,
+    check_positive,
+    check_range,
+)
 from datamodules.sleep_tsr.cache import FeatureCache, Preprocessing
 from datamodules.sleep_tsr.dataset import SequenceDataset, bin_statistics
 from datamodules.sleep_tsr.features import epoch_spectrogram
@@ -20,13 +27,6 @@ from datamodules.sleep_tsr.folds import loso_split
 from datamodules.sleep_tsr.reader import CLASSES, CROPS, SleepEDFError, load_recording
 from datamodules.sleep_tsr.records import RecordingFiles, find_recordings
 from datamodules.sleep_tsr.synthetic import SyntheticSettings, generate_dataset
-from experiments.runner.checks import (
-    ConfigError,
-    check_choice,
-    check_data_dir,
-    check_positive,
-    check_range,
-)
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import DataError
 from datamodules.sleep_tsr.records import RecordingFiles
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ UNKNOWN = -1
 CROPS = ("sleep_30min", "none")
 
 
-class SleepEDFError(ValueError):
+class SleepEDFError(DataError):
     """A recording cannot be used; the message names the file."""
 
 

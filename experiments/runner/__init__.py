@@ -1,3 +1,10 @@
-"""The runner: task wrapper, checks, builders, sweep report (see docs/conventions.md)."""
+"""The runner: task wrapper, builders, sweep report (see docs/conventions.md).
 
-from experiments.runner import resolvers  # noqa: F401  (registers the resolvers the configs use)
+Importing it registers the OmegaConf resolvers the configs use (``${run_dir_or:}``,
+``${launch_dir:}``). Only the runner does this: models, losses, datamodules and ``core`` import
+without side effects.
+"""
+
+from experiments.runner.resolvers import register_resolvers
+
+register_resolvers()

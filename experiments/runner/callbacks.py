@@ -19,7 +19,7 @@ class StepSeed(Callback):
     Lightning restores weights, optimizer and loop state from a checkpoint but not the RNG
     streams, and skips ``on_train_epoch_start`` for the epoch it resumes in. Seeding per step
     gives a resumed run the same dropout masks and augmentations as an uninterrupted one; the
-    data order comes from ``experiments.runner.sampling.EpochSeededRandomSampler``.
+    data order comes from ``core.sampling.EpochSeededRandomSampler``.
     """
 
     def __init__(self, seed: int) -> None:

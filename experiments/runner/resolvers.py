@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use; registered on import (``run.py`` imports this module).
+"""OmegaConf resolvers the configs use; ``experiments.runner`` registers them when imported.
 
 ``${launch_dir:}`` is the directory the command was started from. It stands in for Hydra's
 ``${hydra:runtime.cwd}``, which cannot be resolved while a multirun creates its sweep directory
@@ -21,6 +21,3 @@ def register_resolvers() -> None:
         "run_dir_or", lambda resume, default: resume if resume else default, replace=True
     )
     OmegaConf.register_new_resolver("launch_dir", lambda: _LAUNCH_DIR, replace=True)
-
-
-register_resolvers()

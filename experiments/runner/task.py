@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from core.checks import ConfigError
 from experiments.runner.builders import build_loggers, build_trainer
-from experiments.runner.checks import ConfigError
 from experiments.runner.config_tree import print_config_tree
 from experiments.runner.context import RunContext
 from experiments.runner.io import METRICS_FILE, read_json, write_json_atomic

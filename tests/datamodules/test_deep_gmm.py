@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.checks import ConfigError
 from datamodules.deep_gmm import (
     FeatureConfig,
     FrameDataModule,
@@ -20,7 +21,6 @@ from datamodules.deep_gmm import (
     write_alignments,
     write_synthetic_corpus,
 )
-from experiments.runner.checks import ConfigError
 
 TINY = {"speakers": 4, "utterances_per_speaker": 2, "min_units": 2, "max_units": 3}
 

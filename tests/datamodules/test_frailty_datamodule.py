@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import datamodules.frailty.datamodule as dm_mod
+from core.checks import ConfigError
 from datamodules.frailty import FrailtyDataModule
-from experiments.runner.checks import ConfigError
 
 SMALL = {"n_participants": 16, "duration_s": 8.0, "seed": 0}
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from core.checks import ConfigError
 from datamodules.lowlight_gp.darken import GAMMAS, LEVELS, darken
 from datamodules.lowlight_gp.datamodule import LowLightDataModule
 from datamodules.lowlight_gp.embedded import write_embedded
 from datamodules.lowlight_gp.folder import read_folder
-from experiments.runner.checks import ConfigError
 
 
 def _photo(h: int = 80, w: int = 96, seed: int = 0) -> np.ndarray:

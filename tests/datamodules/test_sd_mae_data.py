@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
+from core.checks import ConfigError
 from datamodules.sd_mae.datamodule import SDMAEDataModule
 from datamodules.sd_mae.folder import DataFormatError, scan_class_folders
 from datamodules.sd_mae.pcam import PCamDataset, inspect_pcam
 from datamodules.sd_mae.tile_layout import ARRANGED, LAYOUTS, shared_params
 from datamodules.sd_mae.tiles import CLASSES, draw_tile, write_tiles
-from experiments.runner.checks import ConfigError
 
 
 def write_pcam(root, split, n=6, shape=(96, 96, 3), keys=("x", "y")):

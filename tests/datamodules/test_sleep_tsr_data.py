@@ -12,6 +12,7 @@ import mne
 import numpy as np
 import pytest
 
+from core.checks import ConfigError
 from datamodules.sleep_tsr import SleepEDFDataModule
 from datamodules.sleep_tsr.cache import FeatureCache, Preprocessing
 from datamodules.sleep_tsr.dataset import SequenceDataset
@@ -27,7 +28,6 @@ from datamodules.sleep_tsr.synthetic import (
     write_night,
     write_psg,
 )
-from experiments.runner.checks import ConfigError
 
 TINY = SyntheticSettings(
     n_subjects=6, nights=2, missing_nights=[2], sleep_hours=0.4, wake_minutes=(4.0, 8.0)

@@ -8,8 +8,8 @@ from unittest.mock import PropertyMock, patch
 import pytest
 import torch
 
-from experiments.deep_gmm import FrameStateClassifier, load_hidden_layers
-from experiments.runner.checks import ConfigError
+from core.checks import ConfigError
+from experiments.deep_gmm.module import FrameStateClassifier, load_hidden_layers
 from models.deep_gmm import DNN, DeepGMM
 from tests.helpers import run_experiment, run_sweep
 
@@ -119,7 +119,7 @@ def test_staged_regime_holds_variances_then_trains_them():
     ids=["staged_subspace", "separate_auto_dnn"],
 )
 def test_dgmm_experiment_runs(tmp_path, extra):
-    _, run_dir = run_experiment(["+experiment=dgmm", *TINY, *extra], tmp_path)
+    _, run_dir = run_experiment(["+experiment=deep_gmm", *TINY, *extra], tmp_path)
     m = _metrics(run_dir)
     assert 0 <= m["test/acc"] <= 1 and m["test/train_steps"] > 0
     if "module.init_ckpt=auto" in extra:
@@ -129,7 +129,7 @@ def test_dgmm_experiment_runs(tmp_path, extra):
 
 def test_config_error_exits_2_before_reading_data(tmp_path):
     proc, _ = run_experiment(
-        ["+experiment=dgmm", *TINY, "module.regime=separate"], tmp_path, check=False
+        ["+experiment=deep_gmm", *TINY, "module.regime=separate"], tmp_path, check=False
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "module.init_ckpt" in proc.stdout + proc.stderr
@@ -139,7 +139,7 @@ def test_config_error_exits_2_before_reading_data(tmp_path):
 @pytest.mark.slow
 def test_input_width_mismatch_is_a_config_error(tmp_path):
     proc, _ = run_experiment(
-        ["+experiment=dgmm", *TINY, "datamodule.left_context=10"], tmp_path, check=False
+        ["+experiment=deep_gmm", *TINY, "datamodule.left_context=10"], tmp_path, check=False
     )
     assert proc.returncode != 0
     assert "model.in_features" in proc.stdout + proc.stderr
@@ -147,11 +147,11 @@ def test_input_width_mismatch_is_a_config_error(tmp_path):
 
 @pytest.mark.slow
 def test_default_experiment_far_above_chance(tmp_path):
-    """`python run.py +experiment=dgmm`: minutes on CPU, frame accuracy far above chance.
+    """`python run.py +experiment=deep_gmm`: minutes on CPU, frame accuracy far above chance.
 
     Majority class ~0.107, uniform chance 1/41; the default reaches ~0.38 (docs/deep_gmm.md).
     """
-    _, run_dir = run_experiment(["+experiment=dgmm", "logger=csv"], tmp_path)
+    _, run_dir = run_experiment(["+experiment=deep_gmm", "logger=csv"], tmp_path)
     assert _metrics(run_dir)["test/acc"] > 0.3
 
 
@@ -159,8 +159,8 @@ def test_default_experiment_far_above_chance(tmp_path):
 def test_cpu_sweep_preset_yields_its_table(tmp_path):
     _, sweep = run_sweep(
         [
-            "+experiment=dgmm",
-            "+sweep=dgmm_matched_cpu",
+            "+experiment=deep_gmm",
+            "+sweep=deep_gmm_matched_cpu",
             *TINY[:6],
             "trainer.max_epochs=1",
             "logger=csv",
@@ -169,15 +169,21 @@ def test_cpu_sweep_preset_yields_its_table(tmp_path):
     )
     table = (sweep / "summary.md").read_text()
     for model in (
-        "deep_gmm_cpu_shallow_gmm",
-        "deep_gmm_cpu_shallow_nn",
-        "deep_gmm_cpu_dgmm",
-        "deep_gmm_cpu_dnn",
+        "deep_gmm/cpu_shallow_gmm",
+        "deep_gmm/cpu_shallow_nn",
+        "deep_gmm/cpu_dgmm",
+        "deep_gmm/cpu_dnn",
     ):
         assert model in table
 
 
-SWEEPS = ["dgmm_gmm_dg", "dgmm_joint_vs_separate", "dgmm_depth", "dgmm_matched", "dgmm_subspace"]
+SWEEPS = [
+    "deep_gmm_gmm_dg",
+    "deep_gmm_joint_vs_separate",
+    "deep_gmm_depth",
+    "deep_gmm_matched",
+    "deep_gmm_subspace",
+]
 
 
 @pytest.mark.parametrize("sweep", SWEEPS + [s + "_cpu" for s in SWEEPS])
@@ -190,7 +196,7 @@ def test_sweep_presets_compose_and_build(sweep):
 
     from tests.helpers import ROOT
 
-    experiment = "dgmm" if sweep.endswith("_cpu") else "dgmm_paper"
+    experiment = "deep_gmm" if sweep.endswith("_cpu") else "deep_gmm_paper"
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         preset = OmegaConf.load(ROOT / "conf" / "sweep" / f"{sweep}.yaml")
@@ -214,7 +220,7 @@ def test_sweep_presets_compose_and_build(sweep):
             assert net.num_states == cfg.datamodule.num_states
             first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
             assert first.in_features == 1040
-            if sweep.startswith("dgmm_joint") or sweep.startswith("dgmm_subspace"):
+            if sweep.startswith("deep_gmm_joint") or sweep.startswith("deep_gmm_subspace"):
                 assert (
                     cfg.module.init_ckpt == "auto"
                     and cfg.pretrain.model.depth == cfg.model.depth + 1

@@ -81,7 +81,7 @@ def test_architecture_search_cpu_variant(tmp_path):
         "print_config=false",
     ]
     _, sweep_dir = run_sweep(overrides, tmp_path)
-    from experiments.frailty_search import best_job
+    from experiments.frailty.search import best_job
 
     rows = best_job(sweep_dir)
     assert len(rows) == 2 and rows[0]["val/acc_best"] >= rows[1]["val/acc_best"]

@@ -12,9 +12,9 @@ from sklearn.metrics import (
     confusion_matrix,
 )
 
-from experiments.frailty import FrailtyClassifier, balanced_class_weights
-from experiments.frailty_metrics import plot_confusion, table3, table3_markdown
-from experiments.runner.checks import ConfigError
+from core.checks import ConfigError
+from experiments.frailty.metrics import plot_confusion, table3, table3_markdown
+from experiments.frailty.module import FrailtyClassifier, balanced_class_weights
 from models.frailty import DeepConvLSTM
 
 torch.set_num_threads(1)

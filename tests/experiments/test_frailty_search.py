@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from experiments.frailty_search import best_job, render_preset
+from experiments.frailty.search import best_job, render_preset
 from models.frailty import sample_architectures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_committed_presets_are_the_generators_output(name, n, cpu):
     path = ROOT / "conf" / "sweep" / f"{name}.yaml"
-    cmd = f"python -m experiments.frailty_search write --n {n} --seed 0"
+    cmd = f"python -m experiments.frailty.search write --n {n} --seed 0"
     cmd += " --cpu" * cpu + f" --out conf/sweep/{name}.yaml"
     assert path.read_text() == render_preset(n, 0, cpu, cmd), f"re-run: {cmd}"
 
@@ -59,7 +59,7 @@ def test_gstride_datamodule_leaves_every_unknown_name_mandatory():
     from omegaconf import OmegaConf
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["+experiment=frailty", "datamodule=frailty_gstride"])
+        cfg = compose("config", ["+experiment=frailty", "datamodule=frailty/gstride"])
     assert OmegaConf.is_missing(cfg.datamodule, "data_dir")
     for key in ("participants_file", "id_column", "score_column", "recording_pattern"):
         assert OmegaConf.is_missing(cfg.datamodule.schema, key), key

@@ -57,7 +57,7 @@ def test_lowlight_gp_bad_k_is_a_config_error(tmp_path):
 @pytest.mark.slow
 def test_lowlight_methods_sweep_gives_the_table_iii_rows(tmp_path):
     base = [o for o in TINY if not o.startswith("lowlight.levels")]
-    overrides = [*base, "+sweep=lowlight_methods_cpu", "lowlight.levels=[12]"]
+    overrides = [*base, "+sweep=lowlight_gp_methods_cpu", "lowlight.levels=[12]"]
     _, sweep_dir = run_sweep(overrides, tmp_path)
     table = (sweep_dir / "summary.md").read_text()
     for row in ("dark", "lime", "gpe", "lm_k200", "cm_k30"):

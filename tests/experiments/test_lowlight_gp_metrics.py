@@ -8,8 +8,8 @@ import torch
 from skimage import data
 from skimage.transform import resize
 
-from experiments.lowlight_gp import ReferenceCNNModule, rgb_to_y
-from experiments.lowlight_gp_metrics import SiftRetrieval, psnr
+from experiments.lowlight_gp.metrics import SiftRetrieval, psnr
+from experiments.lowlight_gp.module import ReferenceCNNModule, rgb_to_y
 from models.lowlight_gp.reference_cnn import ReferenceCNN
 
 torch.set_num_threads(1)

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from experiments.sd_mae_checkpoint import save_encoder
-from experiments.sd_mae_figures import compare_sweep
+from experiments.sd_mae.checkpoint import save_encoder
+from experiments.sd_mae.figures import compare_sweep
 from models.sd_mae import ViTEncoder
 from tests.helpers import run_experiment, run_sweep
 
 TINY = [
-    "+experiment=sdmae",
+    "+experiment=sd_mae",
     "logger=csv",
     "print_config=false",
     "datamodule.embedded_n_train=6",
@@ -90,7 +90,7 @@ def test_methods_sweep_fills_table(tmp_path):
     proc, sweep = run_sweep(
         [
             *TINY,
-            "+sweep=sdmae_methods_cpu",
+            "+sweep=sd_mae_methods_cpu",
             "datamodule.embedded_n_train=6",
             "datamodule.embedded_n_test=2",
             "pipeline.pretrain_epochs=1",
@@ -113,7 +113,7 @@ def test_mask_ratio_sweep_plots(tmp_path):
     proc, sweep = run_sweep(
         [
             *TINY,
-            "+sweep=sdmae_mask_ratio_cpu",
+            "+sweep=sd_mae_mask_ratio_cpu",
             "datamodule.embedded_n_train=6",
             "datamodule.embedded_n_test=2",
             "pipeline.pretrain_epochs=1",

@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from experiments.runner.checks import ConfigError
-from experiments.sd_mae_checkpoint import load_encoder, save_encoder
-from experiments.sd_mae_figures import reconstruct, reconstruction_grid
-from experiments.sd_mae_finetune import FineTune
-from experiments.sd_mae_optim import decay_groups, scaled_lr, warmup_cosine
-from experiments.sd_mae_pretrain import MAEPretrain
-from experiments.sd_mae_probe import LinearProbe
+from core.checks import ConfigError
+from experiments.sd_mae.checkpoint import load_encoder, save_encoder
+from experiments.sd_mae.figures import reconstruct, reconstruction_grid
+from experiments.sd_mae.finetune import FineTune
+from experiments.sd_mae.optim import decay_groups, scaled_lr, warmup_cosine
+from experiments.sd_mae.pretrain import MAEPretrain
+from experiments.sd_mae.probe import LinearProbe
 from models.sd_mae import MaskedAutoencoder, ViTClassifier, ViTEncoder
 from models.sd_mae.patchify import patchify
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from experiments.sleep_tsr_figures import (
+from experiments.sleep_tsr.figures import (
     moving_average,
     plot_hypnogram,
     plot_loss_curves,
     read_curve,
 )
-from experiments.sleep_tsr_metrics import SequenceAggregator, staging_metrics
-from experiments.sleep_tsr_report import main as report_main
-from experiments.sleep_tsr_report import pool, pooled_predictions
+from experiments.sleep_tsr.metrics import SequenceAggregator, staging_metrics
+from experiments.sleep_tsr.report import main as report_main
+from experiments.sleep_tsr.report import pool, pooled_predictions
 from tests.helpers import run_experiment, run_sweep
 
 TINY = [

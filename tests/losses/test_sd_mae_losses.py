@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses.sd_mae import PretrainObjective, SelfDistillLoss, masked_mse, nt_xent
+from experiments.sd_mae.objective import PretrainObjective
+from losses.sd_mae import SelfDistillLoss, masked_mse, nt_xent
 from models.sd_mae import MaskedAutoencoder
 
 

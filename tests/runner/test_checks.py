@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.runner.checks import (
+from core.checks import (
     ConfigError,
     check_choice,
     check_data_dir,

@@ -1,0 +1,1 @@
+"""deep_gmm: the LightningModules and pipelines of this paper."""

@@ -1,0 +1,1 @@
+"""example: the LightningModules and pipelines of this paper."""

@@ -1,0 +1,1 @@
+"""frailty: the LightningModules and pipelines of this paper."""

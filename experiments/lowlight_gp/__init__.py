@@ -1,0 +1,1 @@
+"""lowlight_gp: the LightningModules and pipelines of this paper."""

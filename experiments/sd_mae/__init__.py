@@ -1,0 +1,1 @@
+"""sd_mae: the LightningModules and pipelines of this paper."""

@@ -1,0 +1,1 @@
+"""sleep_tsr: the LightningModules and pipelines of this paper."""
