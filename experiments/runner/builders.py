@@ -11,6 +11,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.runner.callbacks import EmbedRunConfig
+
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
@@ -70,6 +72,11 @@ def _loggable_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """Plain resolved values of the run's config (no ``hydra`` node), e.g. for checkpoints."""
+    return OmegaConf.to_container(_loggable_config(cfg), resolve=True)
+
+
 def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
     callbacks: list[L.Callback] = []
@@ -101,6 +108,7 @@ def build_trainer(
     callbacks = overrides.pop("callbacks", None)
     if callbacks is None:
         callbacks = build_callbacks(cfg, stage)
+    callbacks = [*callbacks, EmbedRunConfig(resolved_config(cfg))]
     kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
     kwargs.update(overrides)
     if stage and "default_root_dir" not in overrides:
