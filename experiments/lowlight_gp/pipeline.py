@@ -31,7 +31,8 @@ from core.checks import ConfigError, check_choice
 from datamodules.lowlight_gp.darken import LEVELS, darken
 from experiments.lowlight_gp.figures import save_grid, save_k_curve, save_png
 from experiments.lowlight_gp.metrics import SiftRetrieval, psnr
-from experiments.runner.builders import build_callbacks
+from experiments.runner.builders import build_callbacks, resolved_config
+from experiments.runner.callbacks import EmbedRunConfig
 from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes
@@ -147,7 +148,20 @@ def reference_cnn(
     else:
         log.warning("train=false and no cached reference CNN: using the untrained (identity) net")
     torch.save(net.state_dict(), ctx.output_dir / f"reference_cnn_{mode}.pt")
+    if not extra:  # what pipeline=predict loads from this run directory
+        save_reference_checkpoint(cfg, net, ctx.output_dir / "checkpoints", mode)
     return net.eval()
+
+
+def save_reference_checkpoint(cfg: DictConfig, net: torch.nn.Module, ckpt_dir: Path, mode: str):
+    """``reference_cnn_<mode>.ckpt``: the CNN the run used (trained or cached) and the run config,
+    in the layout of a Lightning checkpoint of ``ReferenceCNNModule`` (weights under ``net.``)."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save(
+        {"state_dict": state, EmbedRunConfig.KEY: resolved_config(cfg), "lowlight_mode": mode},
+        ckpt_dir / f"reference_cnn_{mode}.ckpt",
+    )
 
 
 @torch.no_grad()

@@ -40,12 +40,28 @@ BAD_INPUT_ERRORS = (DataError, OSError, ValueError)
 
 @dataclass
 class TrainedModel:
-    """A checkpoint ready to predict with: the module (eval mode, weights loaded) and its context."""
+    """A checkpoint ready to predict with: its run config, its raw dict and the module."""
 
     checkpoint: Path
     config: DictConfig  # the training run's resolved config
-    module: L.LightningModule
     raw: dict[str, Any] = field(repr=False)  # the checkpoint dict (datamodule state included)
+    _module: L.LightningModule | None = field(default=None, repr=False)
+
+    @property
+    def module(self) -> L.LightningModule:
+        """``config.module`` rebuilt with the checkpoint's weights (strict), in eval mode."""
+        if self._module is None:
+            if not self.config.get("module"):
+                raise ConfigError("ckpt_path", f"{self.checkpoint}: its run config has no module")
+            module = instantiate(self.config.module, _convert_="partial")
+            try:
+                module.load_state_dict(self.raw["state_dict"])
+            except (KeyError, RuntimeError) as err:
+                raise ConfigError(
+                    "ckpt_path", f"{self.checkpoint} does not fit the model of its config: {err}"
+                ) from err
+            self._module = module.eval()
+        return self._module
 
     def datamodule_state(self) -> dict[str, Any]:
         """What the training datamodule saved (``state_dict``) under its class name."""
@@ -81,7 +97,8 @@ def is_predict(cfg: DictConfig) -> bool:
 
 
 def resolve_checkpoint(ckpt_path: str | None) -> Path:
-    """A checkpoint file, or a run directory -> its best checkpoint (else ``last.ckpt``)."""
+    """A checkpoint file, or a run directory -> its best checkpoint (else ``last.ckpt``, else the
+    newest ``*.ckpt`` in its ``checkpoints/``)."""
     if not ckpt_path:
         raise ConfigError(
             "ckpt_path",
@@ -92,18 +109,19 @@ def resolve_checkpoint(ckpt_path: str | None) -> Path:
         return path
     if path.is_dir():
         ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        best = sorted(ckpt_dir.rglob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if best:
-            return best[-1]
-        last = sorted(ckpt_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if last:
-            return last[-1]
+        by_time = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        best = [p for p in by_time if p.name.startswith("best")]
+        last = [p for p in by_time if p.name == "last.ckpt"]
+        for choice in (best, last, by_time):
+            if choice:
+                log.info("ckpt_path=%s -> %s", path, choice[-1])
+                return choice[-1]
         raise ConfigError("ckpt_path", f"got {str(path)!r}: a directory with no *.ckpt file")
     raise ConfigError("ckpt_path", f"got {str(path)!r}: no such checkpoint file or run directory")
 
 
 def load_trained(ckpt: Path, map_location: str = "cpu") -> TrainedModel:
-    """Rebuild the module from the config inside the checkpoint and load its weights (strict)."""
+    """The checkpoint and the run config inside it (or beside it, for older checkpoints)."""
     try:
         raw = torch.load(ckpt, map_location=map_location, weights_only=False)
     except Exception as err:
@@ -117,18 +135,7 @@ def load_trained(ckpt: Path, map_location: str = "cpu") -> TrainedModel:
                 f"{ckpt} carries no run config and no config_resolved.yaml lies above it",
             )
         config = OmegaConf.to_container(OmegaConf.load(beside))
-    cfg = OmegaConf.create(config)
-    if not cfg.get("module"):
-        raise ConfigError("ckpt_path", f"{ckpt}: its run config has no module to rebuild")
-    module = instantiate(cfg.module, _convert_="partial")
-    try:
-        module.load_state_dict(raw["state_dict"])
-    except (KeyError, RuntimeError) as err:
-        raise ConfigError(
-            "ckpt_path", f"{ckpt} does not fit the model of its own config: {err}"
-        ) from err
-    module.eval()
-    return TrainedModel(ckpt, cfg, module, raw)
+    return TrainedModel(ckpt, OmegaConf.create(config), raw)
 
 
 def predict(ctx: RunContext) -> dict[str, float]:
@@ -159,16 +166,15 @@ def predict(ctx: RunContext) -> dict[str, float]:
     written: list[Path] = []
     done: list[str] = []
     skipped: dict[str, str] = {}
-    with torch.inference_mode():
-        for path in tqdm(files, desc="predict", unit="file"):
-            try:
-                written += predictor.predict(path, out_dir)
-                done.append(str(path))
-            except BAD_INPUT_ERRORS as err:
-                skipped[str(path)] = f"{type(err).__name__}: {err}"
-                log.warning("skipped %s: %s", path, err)
-        if done:
-            written += predictor.finish(out_dir)
+    for path in tqdm(files, desc="predict", unit="file"):  # no inference_mode: a GP fits here
+        try:
+            written += predictor.predict(path, out_dir)
+            done.append(str(path))
+        except BAD_INPUT_ERRORS as err:
+            skipped[str(path)] = f"{type(err).__name__}: {err}"
+            log.warning("skipped %s: %s", path, err)
+    if done:
+        written += predictor.finish(out_dir)
     summary = {
         "checkpoint": str(trained.checkpoint),
         "input": str(source),

@@ -112,6 +112,7 @@ class SleepStagingPredictor:
         return [path]
 
     # ------------------------------------------------------------------ model
+    @torch.no_grad()
     def night_log_probs(self, feats: np.ndarray) -> np.ndarray:
         """``(N, T, F)`` normalised features -> ``(N, C)`` mean log-probability per epoch."""
         dataset = SequenceDataset([feats], [np.zeros(len(feats), np.int64)], self.seq_len, 1)
