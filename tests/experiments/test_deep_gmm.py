@@ -7,9 +7,14 @@ from unittest.mock import PropertyMock, patch
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.checks import ConfigError
-from experiments.deep_gmm.module import FrameStateClassifier, load_hidden_layers
+from experiments.deep_gmm.module import (
+    FINITE_CHECK_EVERY,
+    FrameStateClassifier,
+    load_hidden_layers,
+)
 from models.deep_gmm import DNN, DeepGMM
 from tests.helpers import run_experiment, run_sweep
 
@@ -102,6 +107,50 @@ def test_staged_regime_holds_variances_then_trains_them():
     assert not torch.equal(net.gmm.log_var.detach(), before)
 
 
+class _Syncs(TorchDispatchMode):
+    """Counts reads of a tensor value back to the host (``.item()``, ``bool()``, ``int()``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket.__name__ == "_local_scalar_dense"
+        return func(*args, **(kwargs or {}))
+
+
+def _step_at(module, batch, step):
+    with (
+        patch.object(
+            FrameStateClassifier, "global_step", new_callable=PropertyMock, return_value=step
+        ),
+        _Syncs() as syncs,
+    ):
+        module.training_step(batch, step)
+    return syncs.count
+
+
+def test_training_step_reads_nothing_back_between_finite_checks(monkeypatch):
+    """On an accelerator a host read-back stalls the queue: only every FINITE_CHECK_EVERY-th
+    step (and the epoch end) reads the non-finite counter; a NaN loss still stops the run."""
+    torch.manual_seed(0)
+    net = DNN(in_features=20, num_states=4, width=8, depth=1)  # the GMM's floor check is CPU-only
+    module = FrameStateClassifier(net, _opt(), num_states=4)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    batch = (torch.randn(16, 20), torch.randint(0, 4, (16,)))
+    assert [_step_at(module, batch, s) for s in range(3)] == [0, 0, 0]
+    assert _step_at(module, batch, FINITE_CHECK_EVERY - 1) == 1
+    with torch.no_grad():
+        net.output.bias[0] = float("nan")
+    assert _step_at(module, batch, FINITE_CHECK_EVERY) == 0  # counted, not read back yet
+    with pytest.raises(FloatingPointError, match="non-finite CE in 1 training step"):
+        module.on_train_epoch_end()
+    dgmm = DeepGMM(20, 4, width=8, depth=1, gmm_dim=3, gmm_components=2, var_floor=None)
+    module = FrameStateClassifier(dgmm, _opt(), num_states=4)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    assert _step_at(module, batch, 0) == 0  # no floor: nothing to check on the host either
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -127,12 +176,14 @@ def test_dgmm_experiment_runs(tmp_path, extra):
         assert (run_dir / "checkpoints" / "pretrain_dnn").is_dir()
 
 
-def test_config_error_exits_2_before_reading_data(tmp_path):
-    proc, _ = run_experiment(
-        ["+experiment=deep_gmm", *TINY, "module.regime=separate"], tmp_path, check=False
-    )
+@pytest.mark.parametrize(
+    "override, key",
+    [("module.regime=separate", "module.init_ckpt"), ("model.gmm_dim=0", "model.gmm_dim")],
+)
+def test_config_error_exits_2_before_reading_data(tmp_path, override, key):
+    proc, _ = run_experiment(["+experiment=deep_gmm", *TINY, override], tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "module.init_ckpt" in proc.stdout + proc.stderr
+    assert key in proc.stdout + proc.stderr
     assert not (tmp_path / "data" / "embedded").exists()
 
 
