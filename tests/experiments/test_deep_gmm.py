@@ -234,6 +234,7 @@ SWEEPS = [
     "deep_gmm_depth",
     "deep_gmm_matched",
     "deep_gmm_subspace",
+    "deep_gmm_pretrained",
 ]
 
 
@@ -271,9 +272,13 @@ def test_sweep_presets_compose_and_build(sweep):
             assert net.num_states == cfg.datamodule.num_states
             first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
             assert first.in_features == 1040
-            if sweep.startswith("deep_gmm_joint") or sweep.startswith("deep_gmm_subspace"):
+            if sweep.startswith(("deep_gmm_joint", "deep_gmm_subspace", "deep_gmm_pretrained")) or (
+                sweep == "deep_gmm_gmm_dg"
+            ):
                 assert (
                     cfg.module.init_ckpt == "auto"
                     and cfg.pretrain.model.depth == cfg.model.depth + 1
                 )
+            if sweep.startswith(("deep_gmm_depth", "deep_gmm_matched")):
+                assert cfg.module.init_ckpt is None  # Tables 3, 4: random init
     GlobalHydra.instance().clear()

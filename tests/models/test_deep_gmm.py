@@ -212,8 +212,9 @@ def _count(model) -> float:
         (lambda: DeepGMM(1040, 2432, depth=0, gmm_dim=272, gmm_components=41), 54.0),
         (lambda: DeepGMM(1040, 2432, width=2560, depth=7, gmm_dim=480, gmm_components=5), 54.0),
         (lambda: DeepGMM(1040, 2432, width=2560, depth=1, gmm_dim=272, gmm_components=5), 10.0),
+        (lambda: DeepGMM(1040, 2432, depth=0, gmm_dim=39, gmm_components=21), 4.0),
     ],
-    ids=["dnn8", "dgmm7_272x5", "shallow_gmm_272x41", "dgmm7_480x5", "dgmm1"],
+    ids=["dnn8", "dgmm7_272x5", "shallow_gmm_272x41", "dgmm7_480x5", "dgmm1", "table2_39x21"],
 )
 def test_paper_parameter_counts_on_meta(build, millions):
     with torch.device("meta"):
