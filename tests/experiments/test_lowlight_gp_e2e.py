@@ -36,6 +36,8 @@ def test_lowlight_gp_run_writes_metrics_images_and_figures(tmp_path):
                 "time_gp_fit", "time_predict", "dark_psnr"):  # fmt: skip
         assert f"test/{key}" in m, key
     assert m["test/psnr"] > m["test/dark_psnr"]  # the enhancer brightens
+    # PSNR per darkening level: the original (gamma 1) and the one darkened level
+    assert {"test/psnr_g1.00", "test/psnr_g4.29", "test/dark_psnr_g4.29"} <= set(m)
     assert 0 <= m["test/precision"] <= 1 and 0 <= m["test/f1"] <= 1
     rows = list(csv.DictReader((run_dir / "per_image.csv").open()))
     assert [float(r["gamma"]) for r in rows] == [1.0, 4.2917]
@@ -52,6 +54,16 @@ def test_lowlight_gp_bad_k_is_a_config_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "lowlight.enhancer.k" in proc.stdout + proc.stderr
+
+
+def test_lowlight_gp_missing_gpe_cnn_is_a_config_error(tmp_path):
+    proc, _ = run_experiment(
+        [*TINY, "lowlight.reference_cnn=gpe", f"lowlight.gpe_cnn={tmp_path}/none.mat"],
+        tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "lowlight.gpe_cnn" in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
