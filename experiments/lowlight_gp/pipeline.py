@@ -215,11 +215,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if not 0 <= int(i) < len(LEVELS):
             raise ConfigError("lowlight.levels", f"index {i} outside 0..{len(LEVELS) - 1}")
     torch.set_num_threads(int(ll.num_threads))
+    # built (and its options checked) before any data is read
+    enhancer = _enhancer(ll, ll.method) if ll.method in GP_METHODS else None
     dm.prepare_data()
     dm.setup("fit")
     metrics: dict[str, Any] = {"data/skipped_images": float(len(dm.skipped))}
     net = reference_cnn(ctx, ll.mode, metrics) if ll.method in GP_METHODS else None
-    enhancer = _enhancer(ll, ll.method) if ll.method in GP_METHODS else None
 
     sift = SiftRetrieval(ratio=ll.sift.ratio, radius=ll.sift.radius)
     out_dir = ctx.output_dir
