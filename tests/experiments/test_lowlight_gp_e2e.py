@@ -57,13 +57,23 @@ def test_lowlight_gp_bad_k_is_a_config_error(tmp_path):
 
 
 def test_lowlight_gp_missing_gpe_cnn_is_a_config_error(tmp_path):
-    proc, _ = run_experiment(
-        [*TINY, "lowlight.reference_cnn=gpe", f"lowlight.gpe_cnn={tmp_path}/none.mat"],
-        tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "lowlight.gpe_cnn" in proc.stdout + proc.stderr
+    # In-process (the runner's exit code 2 for a ConfigError is the test above): the check
+    # runs in resolve_settings, before the datamodule reads anything.
+    from omegaconf import OmegaConf
+
+    from core.checks import ConfigError
+    from experiments.lowlight_gp.pipeline import resolve_settings
+
+    exp = OmegaConf.load("conf/experiment/lowlight_gp.yaml")
+    ll = OmegaConf.to_container(exp.lowlight, resolve=False)
+    ll.update(reference_cnn="gpe", gpe_cnn=str(tmp_path / "none.mat"))
+    ll["enhancer"]["mode"] = "cm"
+    ll["enhancer"]["seed"] = 0
+    with pytest.raises(ConfigError, match="lowlight.gpe_cnn"):
+        resolve_settings(OmegaConf.create({"lowlight": ll}))
+    ll["reference_cnn"] = "srcnn"
+    with pytest.raises(ConfigError, match="lowlight.reference_cnn"):
+        resolve_settings(OmegaConf.create({"lowlight": ll}))
 
 
 @pytest.mark.slow
