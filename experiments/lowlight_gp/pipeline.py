@@ -134,7 +134,10 @@ def reference_cnn(
         log.info(
             "reference CNN (%s): GPE's published net from %s", mode.upper(), cfg.lowlight.gpe_cnn
         )
-        return GPEReferenceCNN(channels, weights=cfg.lowlight.gpe_cnn).eval()
+        gpe = GPEReferenceCNN(channels, weights=cfg.lowlight.gpe_cnn).eval()
+        if not extra:  # pipeline=predict then needs no .mat file
+            save_reference_checkpoint(cfg, gpe, ctx.output_dir / "checkpoints", mode)
+        return gpe
     net = instantiate(cfg.model, in_channels=channels)
     cache = Path(cfg.paths.data_dir) / "cache" / "lowlight_gp" / f"cnn_{_cnn_key(cfg, channels)}.pt"
     if cfg.lowlight.reference_cache and cache.exists():

@@ -10,6 +10,7 @@ file is skipped and named. ``timing.csv`` holds the seconds per stage of every i
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -20,30 +21,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from core.errors import DataError
+from datamodules.lowlight_gp.folder import SkipImage, image_files, load_rgb
 from experiments.lowlight_gp.pipeline import GP_METHODS, _enhancer, enhance, resolve_settings
 from experiments.runner.predict import TrainedModel
+from models.lowlight_gp.gpe_cnn import GPEReferenceCNN
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+MIN_SIZE = 8  # pixels on the shorter side: the GP's 3 x 3 neighbourhoods need a few rows
 LOSSLESS = (".png", ".tif", ".tiff", ".bmp")
 TIMING_FILE = "timing.csv"
 
+log = logging.getLogger(__name__)
+
 
 def read_photo(path: Path) -> np.ndarray:
-    """RGB float64 in [0, 1], upright (EXIF orientation applied); DataError on a damaged file."""
-    from PIL import Image, ImageOps
-
+    """The datamodule's strict reader (EXIF upright, conversions to RGB) as float64 in [0, 1]."""
     try:
-        with Image.open(path) as im:
-            im.load()  # decodes every byte: a truncated file raises here, not later
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if arr.max() > 255 else 255.0
-                return np.repeat((arr / scale)[..., None], 3, axis=2).clip(0, 1)
-            rgb = im.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
-    return np.asarray(rgb, dtype=np.float64) / 255.0
+        rgb, notes = load_rgb(path, min_size=MIN_SIZE)
+    except SkipImage as err:
+        raise DataError(f"{path}: {err}") from err
+    if notes:
+        log.info("%s: %s", path, "; ".join(notes))
+    return rgb.astype(np.float64) / 255.0
 
 
 def write_photo(path: Path, rgb: np.ndarray) -> Path:
@@ -65,7 +63,10 @@ class LowLightPredictor:
         self.enhancer = None
         if self.method in GP_METHODS:
             channels = 1 if self.ll.mode == "lm" else 3
-            net = instantiate(trained.config.model, in_channels=channels)
+            if self.ll.get("reference_cnn", "trained") == "gpe":
+                net = GPEReferenceCNN(channels)  # GPE's published net; weights from the checkpoint
+            else:
+                net = instantiate(trained.config.model, in_channels=channels)
             state = trained.raw["state_dict"]
             weights = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
             try:
@@ -82,10 +83,7 @@ class LowLightPredictor:
         self.root = root if root.is_dir() else root.parent
         if root.is_file():
             return [root]
-        return sorted(
-            (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-            key=str,
-        )
+        return image_files(root)
 
     def predict(self, path: Path, out_dir: Path) -> list[Path]:
         t0 = time.perf_counter()
