@@ -100,6 +100,8 @@ class FrailtyClassifier(L.LightningModule):
                 self.net.build(int(channels))
             except ValueError as err:
                 raise ConfigError("model.in_channels", str(err)) from err
+        if hasattr(dm, "class_counts"):  # the trivial reference: always this class
+            self.train_majority = int(np.argmax(dm.class_counts("train")))
         if self.class_weights_cfg == "balanced":
             self.class_weight = balanced_class_weights(dm.class_counts("train")).to(self.device)
         elif self.class_weights_cfg is not None:
