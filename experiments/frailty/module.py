@@ -93,7 +93,7 @@ class FrailtyClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         """The net takes its channel count from the datamodule (3, 6, 9 ... IMU columns);
         balanced weights need the training windows' class counts."""
-        dm = self.trainer.datamodule
+        dm = getattr(self._trainer, "datamodule", None)  # None when used without a Trainer
         channels = getattr(dm, "in_channels", None)
         if channels is not None and hasattr(self.net, "build"):
             try:
@@ -103,6 +103,8 @@ class FrailtyClassifier(L.LightningModule):
         if hasattr(dm, "class_counts"):  # the trivial reference: always this class
             self.train_majority = int(np.argmax(dm.class_counts("train")))
         if self.class_weights_cfg == "balanced":
+            if dm is None:
+                raise RuntimeError("class_weights='balanced' needs the datamodule's class counts")
             self.class_weight = balanced_class_weights(dm.class_counts("train")).to(self.device)
         elif self.class_weights_cfg is not None:
             self.class_weight = torch.tensor(self.class_weights_cfg, device=self.device)
