@@ -109,6 +109,14 @@ class FrailtyClassifier(L.LightningModule):
         elif self.class_weights_cfg is not None:
             self.class_weight = torch.tensor(self.class_weights_cfg, device=self.device)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """A checkpoint knows its channel count: build an unbuilt net from it first, so
+        ``runner.load.load_run`` / ``load_from_checkpoint`` work without a datamodule."""
+        weight = state_dict.get("net.input_norm.weight")
+        if weight is not None and not getattr(self.net, "built", True):
+            self.net.build(int(weight.shape[0]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 

@@ -69,3 +69,16 @@ def test_channel_count_is_taken_from_the_cohort(cohort9, channels):
 def test_fixed_in_channels_that_disagree_with_the_cohort_is_a_config_error(cohort9):
     with pytest.raises(ConfigError, match="model.in_channels.*6 channels, data has 3"):
         _fit_one_step(cohort9, ACC, net_channels=6)
+
+
+def test_checkpoint_loads_into_an_unbuilt_net(cohort9):
+    """load_run / load_from_checkpoint build the net from the checkpoint's channel count."""
+    _, net, _ = _fit_one_step(cohort9, NINE)
+    fresh = FrailtyClassifier(
+        DeepConvLSTM(conv_filters=[4], lstm_units=[5]), partial(torch.optim.Adam, lr=1e-3)
+    )
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    fresh.load_state_dict(state, strict=False)
+    assert fresh.net.in_channels == 9
+    x = torch.randn(2, 203, 9)
+    assert torch.allclose(fresh.net.eval()(x), net.eval()(x))
