@@ -63,7 +63,7 @@ class CohortSpec:
     duration_s: float = 60.0
     class_fractions: tuple[float, float, float] = (0.4, 0.4, 0.2)
     seed: int = 0
-    signature: float = 1.0  # strength of the personal gait signature (0 = off)
+    signature: float = 3.0  # strength of the personal gait signature (0 = off)
 
     def key(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
