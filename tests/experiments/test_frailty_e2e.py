@@ -65,7 +65,7 @@ def test_bad_config_fails_before_reading_data(tmp_path):
 @pytest.mark.slow
 def test_split_sweep_cpu_variant(tmp_path):
     overrides = [*TINY, "+sweep=frailty_splits_cpu", "datamodule.embedded.duration_s=8"]
-    overrides += ["hydra.sweeper.params.seed=1,2", "model.conv_filters=[4]", "trainer.max_epochs=1"]
+    overrides += ["seed=1,2", "model.conv_filters=[4]", "trainer.max_epochs=1"]
     _, sweep_dir = run_sweep(overrides, tmp_path)
     assert (sweep_dir / "summary.csv").is_file()
     text = (sweep_dir / "summary.csv").read_text()
