@@ -24,7 +24,7 @@ from datamodules.frailty.generator import CohortSpec, generate_cohort
 from datamodules.frailty.labels import CLASS_NAMES
 from datamodules.frailty.pipeline import WindowSettings, build_windows
 from datamodules.frailty.preprocess import wavelet_length
-from datamodules.frailty.reader import read_cohort
+from datamodules.frailty.reader import CohortError, SchemaMismatch, read_cohort, read_participants
 from datamodules.frailty.schema import CohortSchema
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,12 @@ class FrailtyDataModule(L.LightningDataModule):
             raise ConfigError("datamodule.embedded", str(err)) from err
         if data_dir is not None:
             check_data_dir("datamodule.data_dir", data_dir, HOW_TO_GET)
+            # The participants table is small: check it with the config, before any
+            # recording is read (missing columns are config errors, bad content DataErrors).
+            try:
+                read_participants(data_dir, self.schema)
+            except SchemaMismatch as err:
+                raise ConfigError(err.key, str(err).split(": ", 1)[1]) from err
         self.data_dir = data_dir
         self.embedded_dir = embedded_dir
         self.cache_dir = cache_dir
@@ -143,6 +149,8 @@ class FrailtyDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = int(seed)
         self.class_names = CLASS_NAMES
+        # The net's input width: one per schema channel column (every recording is checked
+        # to have them all); the module builds DeepConvLSTM with it (model.in_channels=null).
         self.in_channels = len(self.schema.channel_columns)
         self.arrays: dict[str, np.ndarray] | None = None
         self.meta: dict | None = None
@@ -190,9 +198,12 @@ class FrailtyDataModule(L.LightningDataModule):
         recordings, report = read_cohort(
             root, self.schema, self.target_rate_hz, self.settings.window, self.max_nan_gap_s
         )
-        arrays, meta = build_windows(
-            recordings, self.settings, self.split, self.split_fractions, self.seed
-        )
+        try:
+            arrays, meta = build_windows(
+                recordings, self.settings, self.split, self.split_fractions, self.seed
+            )
+        except ValueError as err:  # e.g. too few participants of a class for split=subject
+            raise CohortError(f"{root}: {err}") from err
         meta["cohort"] = report.as_dict()
         meta["root"] = str(root)
         if folder is not None:
@@ -217,6 +228,21 @@ class FrailtyDataModule(L.LightningDataModule):
                     "datamodule.split_fractions",
                     f"the {name} split has no windows; the cohort is too small for "
                     f"{list(self.split_fractions)}",
+                )
+        for k, cls in enumerate(self.class_names):
+            train, val, test = (counts[name][k] for name in ("train", "val", "test"))
+            if train == 0 and val + test > 0:
+                raise CohortError(
+                    f"{self.meta.get('root')}: class {cls} has {val} val / {test} test windows "
+                    f"but none in training (split={self.split}, seed={self.seed}): the model "
+                    "cannot predict it; add participants of that class or use another seed"
+                )
+            if train > 0 and test == 0:
+                log.warning(
+                    "frailty: class %s has NO test window (support 0, split=%s): its test "
+                    "precision / recall / F1 are 0 and say nothing",
+                    cls,
+                    self.split,
                 )
 
     def class_counts(self, split: str = "train") -> np.ndarray:

@@ -34,6 +34,11 @@ class CohortSchema:
         rate_column: sampling-rate column (Hz) in the participants table (mixed-rate cohorts).
         rate_hz: one rate for every recording when the cohort has no rate column.
         delimiter: CSV field separator of the recordings and the table.
+        decimal: decimal mark of the numbers in both (``","`` for European exports, usually
+            with ``delimiter=";"``); a file whose numbers use the other mark is refused.
+        score_map: text score -> Fried score (0-5) for tables that hold words instead of
+            numbers, e.g. ``{robust: 0, pre-frail: 1, frail: 3}`` (matched ignoring case and
+            surrounding spaces); any other text score is refused, never dropped.
     """
 
     participants_file: str = "participants.csv"
@@ -47,6 +52,8 @@ class CohortSchema:
     rate_column: str | None = "sampling_rate_hz"
     rate_hz: float | None = None
     delimiter: str = ","
+    decimal: str = "."
+    score_map: dict[str, int] | None = None
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> CohortSchema:
@@ -61,6 +68,10 @@ class CohortSchema:
         for key in ("criteria_columns", "channel_columns"):
             if key in cfg and cfg[key] is not None:
                 cfg[key] = tuple(str(c) for c in cfg[key])
+        if cfg.get("score_map") is not None:
+            cfg["score_map"] = {
+                str(k).strip().lower(): v for k, v in dict(cfg["score_map"]).items()
+            }
         schema = cls(**cfg)
         schema.validate()
         return schema
@@ -91,6 +102,18 @@ class CohortSchema:
             raise ValueError(f"datamodule.schema.rate_hz must be > 0, got {self.rate_hz}")
         if self.time_scale <= 0:
             raise ValueError(f"datamodule.schema.time_scale must be > 0, got {self.time_scale}")
+        if self.decimal not in (".", ","):
+            raise ValueError(f"datamodule.schema.decimal must be '.' or ',', got {self.decimal!r}")
+        if self.decimal == self.delimiter:
+            raise ValueError(
+                f"datamodule.schema.decimal and delimiter are both {self.decimal!r}; a "
+                "decimal-comma CSV needs another separator, e.g. delimiter=';'"
+            )
+        for text, score in (self.score_map or {}).items():
+            if not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= 5:
+                raise ValueError(
+                    f"datamodule.schema.score_map[{text!r}] must be a Fried score 0-5, got {score!r}"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

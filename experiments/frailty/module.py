@@ -9,12 +9,13 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix
 from torch import nn
 from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy
 
 from core.checks import ConfigError, check_positive, check_range
-from experiments.frailty.metrics import table3
+from experiments.frailty.metrics import table3_from_labels
 
 CLASS_NAMES = ("robust", "pre_frail", "frail")
 
@@ -82,18 +83,39 @@ class FrailtyClassifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(k, average="micro")
         self.val_bacc = MulticlassAccuracy(k, average="macro")
         self.val_acc_best = MaxMetric()
-        self.test_cm = MulticlassConfusionMatrix(k)
+        self.train_majority: int | None = None
+        self.test_true: list[np.ndarray] = []
+        self.test_pred: list[np.ndarray] = []
         self.test_confusion: np.ndarray | None = None
         self.test_subject_votes: dict[int, np.ndarray] = {}
         self.test_subject_labels: dict[int, int] = {}
 
     def setup(self, stage: str) -> None:
-        """Balanced weights need the training windows' class counts from the datamodule."""
+        """The net takes its channel count from the datamodule (3, 6, 9 ... IMU columns);
+        balanced weights need the training windows' class counts."""
+        dm = getattr(self._trainer, "datamodule", None)  # None when used without a Trainer
+        channels = getattr(dm, "in_channels", None)
+        if channels is not None and hasattr(self.net, "build"):
+            try:
+                self.net.build(int(channels))
+            except ValueError as err:
+                raise ConfigError("model.in_channels", str(err)) from err
+        if hasattr(dm, "class_counts"):  # the trivial reference: always this class
+            self.train_majority = int(np.argmax(dm.class_counts("train")))
         if self.class_weights_cfg == "balanced":
-            dm = self.trainer.datamodule
+            if dm is None:
+                raise RuntimeError("class_weights='balanced' needs the datamodule's class counts")
             self.class_weight = balanced_class_weights(dm.class_counts("train")).to(self.device)
         elif self.class_weights_cfg is not None:
             self.class_weight = torch.tensor(self.class_weights_cfg, device=self.device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """A checkpoint knows its channel count: build an unbuilt net from it first, so
+        ``runner.load.load_run`` / ``load_from_checkpoint`` work without a datamodule."""
+        weight = state_dict.get("net.input_norm.weight")
+        if weight is not None and not getattr(self.net, "built", True):
+            self.net.build(int(weight.shape[0]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -115,7 +137,10 @@ class FrailtyClassifier(L.LightningModule):
         ce, logits, y = self._step(batch)
         self.val_acc(logits, y)
         self.val_bacc(logits, y)
-        self.log("val/loss", ce, on_epoch=True, prog_bar=True)
+        # Keras' val_loss (what mcfly's EarlyStopping monitors) includes the L2 terms.
+        loss = ce + self.l2 * self.net.l2_penalty() if self.l2 else ce
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/ce", ce, on_epoch=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
         self.log("val/balanced_acc", self.val_bacc, on_epoch=True)
 
@@ -127,12 +152,14 @@ class FrailtyClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_subject_votes, self.test_subject_labels = {}, {}
+        self.test_true, self.test_pred = [], []
 
     def test_step(self, batch, batch_idx: int) -> None:
         ce, logits, y = self._step(batch)
         self.log("test/loss", ce, on_epoch=True)
         pred = logits.argmax(dim=1)
-        self.test_cm.update(pred, y)
+        self.test_true.append(y.cpu().numpy())
+        self.test_pred.append(pred.cpu().numpy())
         if len(batch) > 2:  # participant-level majority vote over the test windows
             k = len(self.class_names)
             for p, t, c in zip(batch[2].tolist(), y.tolist(), pred.tolist()):
@@ -141,11 +168,16 @@ class FrailtyClassifier(L.LightningModule):
                 self.test_subject_labels[p] = t
 
     def on_test_epoch_end(self) -> None:
-        cm = self.test_cm.compute().cpu().numpy()
-        self.test_cm.reset()
-        self.test_confusion = cm
-        for key, value in table3(cm, self.class_names).items():
+        true = np.concatenate(self.test_true) if self.test_true else np.zeros(0, np.int64)
+        pred = np.concatenate(self.test_pred) if self.test_pred else np.zeros(0, np.int64)
+        self.test_confusion = confusion_matrix(
+            true, pred, labels=list(range(len(self.class_names)))
+        )
+        for key, value in table3_from_labels(true, pred, self.class_names).items():
             self.log(f"test/{key}", value)
+        if self.train_majority is not None and len(true):
+            # accuracy of always answering the training set's most frequent class
+            self.log("test/majority_acc", float(np.mean(true == self.train_majority)))
         if self.test_subject_votes:
             pids = sorted(self.test_subject_votes)
             hits = [

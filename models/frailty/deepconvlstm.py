@@ -10,7 +10,15 @@ mcfly's search space (conv layers 1-10, LSTM layers 1-5) are expressible as conf
     -> Dropout -> time-distributed Dense(K) -> logits at the last step (or mean over time)
 
 The kernel (3, 1) slides along time only and shares its weights across the IMU channels,
-which is why the conv output is flattened to ``C * F`` features per step.
+which is why the conv output is flattened to ``C * F`` features per step. Only the input
+BatchNorm and the first LSTM depend on ``C``: with ``in_channels=None`` they are built by
+:meth:`DeepConvLSTM.build` once the data says how many channels a cohort has (3, 6, 9 ...).
+
+Initialisation follows mcfly's Keras graph: Conv2D kernels ``lecun_uniform`` (mcfly's
+``weightinit``), the time-distributed Dense kernel Keras' default ``glorot_uniform``, every
+bias zero; LSTMs as Keras builds them - one glorot-uniform draw over the whole four-gate input
+kernel ``(input, 4 * units)``, one orthogonal draw over the whole recurrent kernel
+``(units, 4 * units)`` and ``unit_forget_bias``.
 """
 
 from __future__ import annotations
@@ -34,16 +42,18 @@ def _lecun_uniform_(weight: torch.Tensor) -> None:
 
 
 def _keras_lstm_init_(lstm: nn.LSTM) -> None:
-    """Keras LSTM defaults: glorot-uniform input kernel, orthogonal recurrent kernel,
-    zero bias except the forget gate (``unit_forget_bias=True``) so gradients flow early on."""
+    """Keras LSTM defaults, each kernel drawn as ONE matrix over all four gates as Keras does:
+    glorot-uniform on the input kernel (fan_in = input size, fan_out = 4 * units, so the bound
+    is sqrt(6 / (input + 4 * units)), not the per-gate sqrt(6 / (input + units))), orthogonal
+    on the whole recurrent kernel (orthonormal columns of the (4 * units, units) torch weight
+    = orthonormal rows of Keras' (units, 4 * units) kernel), zero bias except the forget gate
+    (``unit_forget_bias=True``). Gate order i, f, g(c), o is the same in both frameworks."""
     hidden = lstm.hidden_size
     for name, param in lstm.named_parameters():
         if name.startswith("weight_ih"):
-            for gate in param.data.chunk(4, dim=0):
-                nn.init.xavier_uniform_(gate)
+            nn.init.xavier_uniform_(param.data)  # torch (4H, in): fan_in=in, fan_out=4H
         elif name.startswith("weight_hh"):
-            for gate in param.data.chunk(4, dim=0):
-                nn.init.orthogonal_(gate)
+            nn.init.orthogonal_(param.data)  # (4H, H): Q with orthonormal columns
         elif name.startswith("bias"):
             param.data.zero_()
             if name.startswith("bias_ih"):  # torch sums bias_ih and bias_hh: set one only
@@ -54,7 +64,9 @@ class DeepConvLSTM(nn.Module):
     """mcfly's DeepConvLSTM on windows shaped (batch, time, channels); returns class logits.
 
     Args:
-        in_channels: IMU channels per step (6 for accelerometer + gyroscope).
+        in_channels: IMU channels per step (6 for accelerometer + gyroscope); ``None`` defers
+            the two channel-dependent layers to :meth:`build` (the Lightning module calls it
+            with the datamodule's channel count before training).
         num_classes: output classes (3: robust, pre-frail, frail).
         conv_filters: filters per Conv2D layer, e.g. ``[54]`` (mcfly: 1-10 layers of 10-100).
         lstm_units: units per LSTM layer, e.g. ``[29, 95, 94, 46]`` (mcfly: 1-5 of 10-100).
@@ -65,7 +77,7 @@ class DeepConvLSTM(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 6,
+        in_channels: int | None = None,
         num_classes: int = 3,
         conv_filters: Sequence[int] = (54,),
         lstm_units: Sequence[int] = (29, 95, 94, 46),
@@ -74,7 +86,7 @@ class DeepConvLSTM(nn.Module):
     ) -> None:
         super().__init__()
         conv_filters, lstm_units = list(conv_filters), list(lstm_units)
-        if in_channels < 1 or num_classes < 2:
+        if (in_channels is not None and in_channels < 1) or num_classes < 2:
             raise ValueError(
                 f"in_channels must be >= 1 and num_classes >= 2, got {in_channels}, {num_classes}"
             )
@@ -86,11 +98,12 @@ class DeepConvLSTM(nn.Module):
             raise ValueError(f"readout must be 'last' or 'mean', got {readout!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.in_channels = in_channels
+        self.in_channels: int | None = None
         self.num_classes = num_classes
         self.readout = readout
+        self.conv_filters, self.lstm_units = conv_filters, lstm_units
 
-        self.input_norm = nn.BatchNorm1d(in_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.input_norm: nn.Module | None = None
         blocks: list[nn.Module] = []
         prev = 1
         for filters in conv_filters:
@@ -103,19 +116,49 @@ class DeepConvLSTM(nn.Module):
         self.conv = nn.Sequential(*blocks)
 
         self.lstms = nn.ModuleList()
-        prev = conv_filters[-1] * in_channels
-        for units in lstm_units:
+        for prev, units in zip(lstm_units[:-1], lstm_units[1:]):
             self.lstms.append(nn.LSTM(prev, units, batch_first=True))
-            prev = units
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(prev, num_classes)  # applied per step = TimeDistributed(Dense)
+        # applied per step = TimeDistributed(Dense)
+        self.head = nn.Linear(lstm_units[-1], num_classes)
+        if in_channels is not None:
+            self.build(in_channels)
+
+    @property
+    def built(self) -> bool:
+        return self.in_channels is not None
+
+    def build(self, in_channels: int) -> DeepConvLSTM:
+        """Create the channel-dependent layers (input BatchNorm, first LSTM) for
+        ``in_channels`` and initialise every layer; building twice with another count raises."""
+        if self.in_channels is not None:
+            if in_channels != self.in_channels:
+                raise ValueError(
+                    f"DeepConvLSTM was built for {self.in_channels} channels, data has "
+                    f"{in_channels}; set model.in_channels=null to take it from the data"
+                )
+            return self
+        if int(in_channels) < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.in_channels = int(in_channels)
+        self.input_norm = nn.BatchNorm1d(self.in_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        first = nn.LSTM(
+            self.conv_filters[-1] * self.in_channels, self.lstm_units[0], batch_first=True
+        )
+        self.lstms.insert(0, first)
         self.reset_parameters()
+        return self
 
     def reset_parameters(self) -> None:
-        """mcfly / Keras initialisation (lecun-uniform conv and dense kernels, zero biases)."""
+        """mcfly / Keras initialisation: lecun-uniform conv kernels (mcfly's ``weightinit``),
+        glorot-uniform dense kernel (Keras' default; mcfly passes no initialiser to the
+        time-distributed Dense), whole-kernel LSTM init, zero biases."""
         for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
+            if isinstance(module, nn.Conv2d):
                 _lecun_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)  # Keras Dense default: glorot_uniform
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LSTM):
                 _keras_lstm_init_(module)
@@ -132,6 +175,11 @@ class DeepConvLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (batch, time, channels) -> logits (batch, num_classes)."""
+        if not self.built:
+            raise RuntimeError(
+                "DeepConvLSTM has no channel count yet: call build(in_channels) (the Lightning "
+                "module does this from the datamodule) or pass in_channels"
+            )
         if x.ndim != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(
                 f"expected (batch, time, {self.in_channels}) windows, got {tuple(x.shape)}"

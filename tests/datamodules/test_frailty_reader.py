@@ -179,7 +179,7 @@ def test_schema_errors_name_the_key(cohort):
         CohortSchema.from_config({"channels": ["a"]})
     with pytest.raises(ValueError, match="recording_pattern"):
         CohortSchema.from_config({"recording_pattern": "imu/x.csv"})
-    with pytest.raises(CohortError, match="fried_total.*score_column"):
+    with pytest.raises(CohortError, match="score_column.*fried_total"):
         read_cohort(cohort, _schema(score_column="fried_total"), 100.0, 200)
     with pytest.raises(CohortError, match="participants table"):
         read_cohort(cohort, _schema(participants_file="nope.csv"), 100.0, 200)

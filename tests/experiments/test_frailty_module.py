@@ -22,7 +22,7 @@ NAMES = ("robust", "pre_frail", "frail")
 
 
 def _module(**kw):
-    net = DeepConvLSTM(conv_filters=[4], lstm_units=[6])
+    net = DeepConvLSTM(in_channels=6, conv_filters=[4], lstm_units=[6])
     return FrailtyClassifier(net, partial(torch.optim.Adam, lr=1e-3), **kw)
 
 

@@ -1,44 +1,56 @@
-"""Architecture-search presets: regenerated identically, resolve to the sampled trials."""
+"""Architecture search: an Optuna RandomSampler sweep over mcfly's ranges, and its ranking."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from experiments.frailty.search import best_job, render_preset
-from models.frailty import sample_architectures
+from experiments.frailty.search import best_job
+from models.frailty import McflyDeepConvLSTMSpace
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(
-    "name, n, cpu", [("frailty_arch", 8, False), ("frailty_arch_cpu", 2, True)]
-)
-def test_committed_presets_are_the_generators_output(name, n, cpu):
-    path = ROOT / "conf" / "sweep" / f"{name}.yaml"
-    cmd = f"python -m experiments.frailty.search write --n {n} --seed 0"
-    cmd += " --cpu" * cpu + f" --out conf/sweep/{name}.yaml"
-    assert path.read_text() == render_preset(n, 0, cpu, cmd), f"re-run: {cmd}"
-
-
-def test_trial_override_selects_that_architecture():
-    trials = sample_architectures(8, 0)
+def _compose(overrides):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            ["+experiment=frailty", "+sweep=frailty_arch", "frailty_search.trial=t05"],
-            return_hydra_config=True,
-        )
-    assert list(cfg.model.conv_filters) == trials[5]["conv_filters"]
-    assert list(cfg.model.lstm_units) == trials[5]["lstm_units"]
-    assert cfg.module.optimizer.lr == trials[5]["lr"] and cfg.module.l2 == trials[5]["l2"]
-    assert cfg.hydra.sweeper.params["frailty_search.trial"] == ",".join(
-        f"t{i:02d}" for i in range(8)
-    )
-    net = instantiate(cfg.model, _convert_="partial")
-    assert [lstm.hidden_size for lstm in net.lstms] == trials[5]["lstm_units"]
+        return compose("config", overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", ["frailty_arch", "frailty_arch_cpu"])
+def test_optuna_random_search_draws_mcflys_ranges(name):
+    """The sweep is hydra-optuna-sweeper's RandomSampler over exactly mcfly's ranges."""
+    cfg = _compose(["+experiment=frailty", f"+sweep={name}"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.sampler._target_ == "optuna.samplers.RandomSampler"
+    space = McflyDeepConvLSTMSpace()
+    params = dict(sweeper.params)
+    layers = f"int(interval({space.min_conv_layers}, {space.max_conv_layers}))"
+    assert params.pop("frailty_search.conv_layers") == layers
+    layers = f"int(interval({space.min_lstm_layers}, {space.max_lstm_layers}))"
+    assert params.pop("frailty_search.lstm_layers") == layers
+    for i in range(1, space.max_conv_layers + 1):
+        assert params.pop(f"frailty_search.conv_{i}") == "int(interval(10, 100))"
+    for i in range(1, space.max_lstm_layers + 1):
+        assert params.pop(f"frailty_search.lstm_{i}") == "int(interval(10, 100))"
+    assert params.pop("frailty_search.lr") == "tag(log, interval(1e-4, 1e-1))"  # 10^-U(1,4)
+    assert params.pop("frailty_search.l2") == "tag(log, interval(1e-4, 1e-1))"
+    assert not params and cfg.optimized_metric == "val/acc_best"
+
+
+def test_a_drawn_trial_builds_that_architecture():
+    draw = ["frailty_search.conv_layers=2", "frailty_search.conv_1=17", "frailty_search.conv_2=88"]
+    draw += ["frailty_search.lstm_layers=3", "frailty_search.lstm_3=61", "frailty_search.lr=0.02"]
+    cfg = _compose(["+experiment=frailty", "+sweep=frailty_arch", *draw])
+    net = instantiate(cfg.model, _convert_="partial").build(6)
+    convs = [m.out_channels for m in net.conv if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [17, 88] and [m.hidden_size for m in net.lstms] == [29, 95, 61]
+    assert cfg.module.optimizer.lr == 0.02 and cfg.module.l2 == 4e-4
+    default = instantiate(_compose(["+experiment=frailty", "+sweep=frailty_arch"]).model)
+    assert default.lstm_units == [29, 95, 94, 46] and default.conv_filters == [54]  # the paper's
 
 
 def test_best_job_ranks_on_validation(tmp_path):

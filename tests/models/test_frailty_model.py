@@ -23,8 +23,8 @@ def test_published_architecture_layers_and_output():
 def test_mean_readout_differs_from_last_step():
     """'last' reads the final step's logits (mcfly); 'mean' averages the per-step logits."""
     torch.manual_seed(0)
-    net = DeepConvLSTM(conv_filters=[8], lstm_units=[12], readout="last").eval()
-    mean_net = DeepConvLSTM(conv_filters=[8], lstm_units=[12], readout="mean").eval()
+    net = DeepConvLSTM(in_channels=6, conv_filters=[8], lstm_units=[12], readout="last").eval()
+    mean_net = DeepConvLSTM(in_channels=6, conv_filters=[8], lstm_units=[12], readout="mean").eval()
     mean_net.load_state_dict(net.state_dict())
     x = torch.randn(2, 50, 6)
     assert not torch.allclose(net(x), mean_net(x))
@@ -34,7 +34,7 @@ def test_conv_shares_weights_across_channels():
     """Kernel (3, 1) convolves along time only: permuting the input channels permutes the
     conv features per channel, so a channel-symmetric input gives channel-symmetric features."""
     torch.manual_seed(0)
-    net = DeepConvLSTM(conv_filters=[5, 7], lstm_units=[4]).eval()
+    net = DeepConvLSTM(in_channels=6, conv_filters=[5, 7], lstm_units=[4]).eval()
     x = torch.randn(1, 30, 1).repeat(1, 1, 6)
     feats = net.conv(net.input_norm(x.transpose(1, 2)).unsqueeze(1).transpose(2, 3))
     assert feats.shape == (1, 7, 30, 6)
@@ -42,7 +42,7 @@ def test_conv_shares_weights_across_channels():
 
 
 def test_l2_penalty_covers_conv_and_dense_kernels_only():
-    net = DeepConvLSTM(conv_filters=[4, 5], lstm_units=[6, 7])
+    net = DeepConvLSTM(in_channels=6, conv_filters=[4, 5], lstm_units=[6, 7])
     expected = (
         sum(m.weight.pow(2).sum() for m in net.conv if isinstance(m, torch.nn.Conv2d))
         + net.head.weight.pow(2).sum()
@@ -52,14 +52,14 @@ def test_l2_penalty_covers_conv_and_dense_kernels_only():
 
 
 def test_keras_forget_bias_init():
-    net = DeepConvLSTM(conv_filters=[4], lstm_units=[5])
+    net = DeepConvLSTM(in_channels=6, conv_filters=[4], lstm_units=[5])
     lstm = net.lstms[0]
     assert torch.all(lstm.bias_ih_l0[5:10] == 1) and torch.all(lstm.bias_ih_l0[:5] == 0)
     assert torch.all(lstm.bias_hh_l0 == 0)
 
 
 def test_gradient_flows_to_every_parameter():
-    net = DeepConvLSTM(conv_filters=[4, 4], lstm_units=[5, 6])
+    net = DeepConvLSTM(in_channels=6, conv_filters=[4, 4], lstm_units=[5, 6])
     loss = torch.nn.functional.cross_entropy(net(torch.randn(3, 20, 6)), torch.tensor([0, 1, 2]))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
@@ -71,12 +71,12 @@ def test_gradient_flows_to_every_parameter():
 )
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
-        DeepConvLSTM(**kwargs)
+        DeepConvLSTM(in_channels=6, **kwargs)
 
 
 def test_wrong_input_shape_names_expected_layout():
     with pytest.raises(ValueError, match="channels|6"):
-        DeepConvLSTM()(torch.randn(2, 203, 4))
+        DeepConvLSTM(in_channels=6)(torch.randn(2, 203, 4))
 
 
 def test_search_space_samples_within_mcfly_ranges_and_reproducibly():
@@ -91,5 +91,7 @@ def test_search_space_samples_within_mcfly_ranges_and_reproducibly():
         assert 1e-4 <= a["lr"] <= 1e-1 and 1e-4 <= a["l2"] <= 1e-1
     assert len({len(a["conv_filters"]) for a in archs}) > 3  # really varies the depth
     assert space.as_dict()["max_lstm_layers"] == 5
-    net = DeepConvLSTM(conv_filters=archs[0]["conv_filters"], lstm_units=archs[0]["lstm_units"])
+    net = DeepConvLSTM(
+        in_channels=6, conv_filters=archs[0]["conv_filters"], lstm_units=archs[0]["lstm_units"]
+    )
     assert net(torch.randn(2, 16, 6)).shape == (2, 3)
