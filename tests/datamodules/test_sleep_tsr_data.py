@@ -238,7 +238,7 @@ def test_datamodule_fold_normalisation_and_batches(tiny_dir, tmp_path):
 
 def test_bad_recordings_are_skipped_others_unaffected(tiny_dir, tmp_path):
     data = _copy(tiny_dir, tmp_path / "data")
-    (data / hypnogram_name(0, 2)).unlink()  # missing hypnogram
+    next(data.glob("SC4002E?-Hypnogram.edf")).unlink()  # missing hypnogram
     (data / psg_name(1, 1)).write_bytes(b"\x00" * 512)  # unreadable PSG
     rng = np.random.default_rng(0)
     write_night(data, 3, 2, rng, TINY, eeg_label="EEG C4-A1")  # no Fpz-Cz
