@@ -95,18 +95,27 @@ class _BNLSTMFunction(torch.autograd.Function):
         saved: list[tuple[torch.Tensor, ...]] = []
         # per-step batch statistics (T, D, 1, size) for the population estimates
         stats = tuple(r.new_zeros((t_len, *r.shape[1:])) for r in running)
-        # Hoisted input projection: one GEMM over all steps and both directions, (D, T, B, 4H).
+        # Hoisted input projection: one GEMM over all steps and both directions, (D, T, B, 4H),
+        # and its batch norm for all steps at once (statistics still per step, over the batch).
         xw = torch.bmm(xs.reshape(d, t_len * b, -1), w_ih).view(d, t_len, b, -1)
+        if batch_stats:
+            v_x, m_x = torch.var_mean(xw, dim=2, correction=0, keepdim=True)  # (D, T, 1, 4H)
+            stats[0].copy_(m_x.transpose(0, 1))
+            stats[1].copy_(v_x.transpose(0, 1))
+        else:
+            idx = torch.arange(t_len, device=xs.device).clamp_(max=slots - 1)
+            m_x, v_x = running[0][idx].transpose(0, 1), running[1][idx].transpose(0, 1)
+        r_x_all = (v_x + eps).rsqrt_()
+        xw.sub_(m_x).mul_(r_x_all)
+        pre = torch.addcmul(offset.unsqueeze(1), xw, ih_scale.unsqueeze(1))  # x part of gates
         for t in range(t_len):
             k = min(t, slots - 1)
-            fx = None if batch_stats else (running[0][k], running[1][k])
             fh = None if batch_stats else (running[2][k], running[3][k])
             fc = None if batch_stats else (running[4][k], running[5][k])
-            x_hat = xw[:, t]  # BN statistics stay per step, as in the reference cell
-            r_x, m_x, v_x = _bn_inplace(x_hat, 1, eps, fx)
+            x_hat, r_x = xw[:, t], r_x_all[:, t]
             a_hat = torch.bmm(hs[t], w_hh)
             r_a, m_a, v_a = _bn_inplace(a_hat, 1, eps, fh)
-            act = torch.addcmul(offset, x_hat, ih_scale).addcmul_(a_hat, hh_scale)
+            act = pre[:, t].addcmul_(a_hat, hh_scale)
             # tanh(z) = 2 sigmoid(2z) - 1: one contiguous sigmoid for all four gates, and
             # ATen's CPU sigmoid is several times faster than its tanh.
             act[..., 3 * h :].mul_(2.0)
@@ -122,7 +131,7 @@ class _BNLSTMFunction(torch.autograd.Function):
             torch.mul(o, tc, out=hs[t + 1])
             saved.append((x_hat, r_x, a_hat, r_a, act, c_prev, c_hat, r_c, tc))
             if batch_stats:
-                for acc, val in zip(stats, (m_x, v_x, m_a, v_a, m_c, v_c)):
+                for acc, val in zip(stats[2:], (m_a, v_a, m_c, v_c)):
                     acc[t] = val
         ctx.save_for_backward(xs, w_ih, ih_scale, w_hh, hh_scale, c_scale, hs)
         ctx.steps, ctx.batch_stats = saved, batch_stats
