@@ -106,8 +106,7 @@ class _BNLSTMFunction(torch.autograd.Function):
             idx = torch.arange(t_len, device=xs.device).clamp_(max=slots - 1)
             m_x, v_x = running[0][idx].transpose(0, 1), running[1][idx].transpose(0, 1)
         r_x_all = (v_x + eps).rsqrt_()
-        xw.sub_(m_x).mul_(r_x_all)
-        pre = torch.addcmul(offset.unsqueeze(1), xw, ih_scale.unsqueeze(1))  # x part of gates
+        xw.sub_(m_x).mul_(r_x_all)  # in place: no second (D, T, B, 4H) buffer (page faults)
         for t in range(t_len):
             k = min(t, slots - 1)
             fh = None if batch_stats else (running[2][k], running[3][k])
@@ -115,7 +114,7 @@ class _BNLSTMFunction(torch.autograd.Function):
             x_hat, r_x = xw[:, t], r_x_all[:, t]
             a_hat = torch.bmm(hs[t], w_hh)
             r_a, m_a, v_a = _bn_inplace(a_hat, 1, eps, fh)
-            act = pre[:, t].addcmul_(a_hat, hh_scale)
+            act = torch.addcmul(offset, x_hat, ih_scale).addcmul_(a_hat, hh_scale)
             # tanh(z) = 2 sigmoid(2z) - 1: one contiguous sigmoid for all four gates, and
             # ATen's CPU sigmoid is several times faster than its tanh.
             act[..., 3 * h :].mul_(2.0)
