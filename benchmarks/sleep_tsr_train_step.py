@@ -1,8 +1,13 @@
-"""Milliseconds per SeqSleepNet training step: recurrent-BN epoch encoder vs plain ``nn.LSTM``.
+"""Milliseconds per SeqSleepNet training step: both encoders recurrent-BN vs both plain LSTMs.
 
-Batch 32 sequences x L = 20 epochs x 29 x 129 (the paper's setting), Adam, full Eq. 2 loss.
-The variants are measured interleaved in one process (round-robin), so load from other
-processes on a shared machine hits them alike; the median over rounds is reported.
+The whole network (filterbank, epoch biLSTM, attention, sequence biLSTM, classifier) at batch
+32 sequences x L = 20 epochs x 29 x 129 (the paper's setting), Adam, full Eq. 2 loss. The
+default SeqSleepNet (recurrent-BN in the epoch AND the sequence encoder, as the reference) is
+compared with the same network built on ``nn.LSTM`` (oneDNN/MKL kernels on CPU, cuDNN on GPU).
+Variants run interleaved in one process (round-robin), so load from other processes on a
+shared machine hits them alike; the median over rounds is reported with the CPU model, thread
+count, BLAS/oneDNN build and the denormal setting, because the ratio depends on all of them.
+Target: recurrent-BN <= 1.5x plain.
 
     python benchmarks/sleep_tsr_train_step.py [--device cuda] [--rounds 10] [--threads 1]
 """
@@ -10,19 +15,64 @@ processes on a shared machine hits them alike; the median over rounds is reporte
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import re
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's code
 
 from losses.sleep_tsr import TemporalSmoothnessLoss
 from models.sleep_tsr import SeqSleepNet
 
 VARIANTS = {
-    "recurrent-BN (fused)": {"epoch_rnn": "bn_lstm"},
-    "plain nn.LSTM": {"epoch_rnn": "lstm"},
-    "recurrent-BN (autograd loop)": {"epoch_rnn": "bn_lstm", "fused": False},
+    "recurrent-BN x2 (fused)": {"epoch_rnn": "bn_lstm", "seq_rnn": "bn_lstm"},
+    "plain nn.LSTM x2": {"epoch_rnn": "lstm", "seq_rnn": "lstm"},
+    "recurrent-BN x2 (autograd loop)": {
+        "epoch_rnn": "bn_lstm",
+        "seq_rnn": "bn_lstm",
+        "fused": False,
+    },
 }
+BASELINE = "plain nn.LSTM x2"
+
+
+def machine_info(device: torch.device, threads: int, flush: bool) -> list[str]:
+    """What the ratio depends on: CPU/GPU model, threads, BLAS/oneDNN, denormals."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cfg = torch.__config__.show()
+    build = ", ".join(
+        m.group(0) for key in ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "USE_OPENMP")
+        if (m := re.search(rf"{key}=[^,\s]+", cfg))
+    )  # fmt: skip
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v[\d.]+", cfg)
+    isa = torch.backends.cpu.get_cpu_capability()
+    lines = [
+        f"cpu: {cpu} ({os.cpu_count()} logical cores, load average "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())})",
+        f"torch {torch.__version__}, threads={threads}, cpu capability={isa}, "
+        f"mkldnn(oneDNN)={torch.backends.mkldnn.is_available()}, "
+        f"mkl={torch.backends.mkl.is_available()}, {build}",
+        onednn.group(0).strip() if onednn else "oneDNN version: not reported",
+        f"flush denormals: {'on' if flush else 'off'}",
+    ]
+    if device.type == "cuda":
+        lines.append(
+            f"gpu: {torch.cuda.get_device_name(device)}, cudnn {torch.backends.cudnn.version()}"
+        )
+    return lines
 
 
 def _sync(device: torch.device) -> None:
@@ -39,8 +89,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="skip the autograd-loop variant")
+    parser.add_argument(
+        "--flush-denormal", choices=("on", "off"), default="on",
+        help="flush denormal floats to zero (as training does; denormals slow x86 FMA units)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    flush = torch.set_flush_denormal(args.flush_denormal == "on") and args.flush_denormal == "on"
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.seq_len, 29, 129, device=device)
@@ -52,8 +107,9 @@ def main() -> None:
             continue
         fused = kw.pop("fused", True)
         net = SeqSleepNet(**kw).to(device)
-        if hasattr(net.epoch_rnn, "fused"):
-            net.epoch_rnn.fused = fused
+        for rnn in (net.epoch_rnn, net.seq_rnn):
+            if hasattr(rnn, "fused"):
+                rnn.fused = fused
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
         runs[name] = (net, opt, [])
 
@@ -72,10 +128,9 @@ def main() -> None:
             ms = step(net, opt)
             if r >= args.warmup:
                 times.append(ms)
-    base = statistics.median(runs["plain nn.LSTM"][2])
-    print(
-        f"device={device} threads={args.threads} batch={args.batch}x{args.seq_len} rounds={args.rounds}"
-    )
+    base = statistics.median(runs[BASELINE][2])
+    print("\n".join(machine_info(device, args.threads, flush)))
+    print(f"device={device} batch={args.batch}x{args.seq_len} rounds={args.rounds} (interleaved)")
     for name, (_, _, times) in runs.items():
         med = statistics.median(times)
         print(

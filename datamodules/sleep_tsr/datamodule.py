@@ -24,7 +24,14 @@ from datamodules.sleep_tsr.cache import FeatureCache, Preprocessing
 from datamodules.sleep_tsr.dataset import SequenceDataset, bin_statistics
 from datamodules.sleep_tsr.features import epoch_spectrogram
 from datamodules.sleep_tsr.folds import loso_split
-from datamodules.sleep_tsr.reader import CLASSES, CROPS, SleepEDFError, load_recording
+from datamodules.sleep_tsr.reader import (
+    CLASSES,
+    CROPS,
+    ChannelRateError,
+    SleepEDFError,
+    TruncatedPSGError,
+    load_recording,
+)
 from datamodules.sleep_tsr.records import RecordingFiles, find_recordings
 from datamodules.sleep_tsr.synthetic import SyntheticSettings, generate_dataset
 
@@ -35,6 +42,10 @@ HOW_TO_GET = (
     "`python -m datamodules.sleep_tsr.download --out DIR` (MNE fetcher, checksummed) "
     "and set datamodule.data_dir=DIR."
 )
+# which recordings a run may use: the paper's SC-20, every Sleep Cassette subject, or only the
+# Sleep Telemetry study (other people, other recording conditions: never mixed in silently)
+SCOPES = {"sc20": ("SC", 0, 19), "sc": ("SC", 0, 99), "st": ("ST", 0, 99)}
+NEVER_SKIPPED = (TruncatedPSGError, ChannelRateError)
 
 
 @dataclass
@@ -49,7 +60,12 @@ class Night:
 
 
 class SleepEDFDataModule(L.LightningDataModule):
-    """LOSO fold ``fold`` of the Sleep Cassette subjects (or of the embedded synthetic set).
+    """LOSO fold ``fold`` (= the test subject's id) of the Sleep-EDF subjects in ``scope``.
+
+    ``scope``: ``sc20`` (default) the paper's SC subjects 0-19; ``sc`` every Sleep Cassette
+    subject found; ``st`` the Sleep Telemetry study alone. What was found and what is used is
+    logged. ``num_subjects`` keeps the first N subject ids in scope (by id, usable or not, so a
+    skipped night never moves a fold onto another subject).
 
     Every night is read with MNE (``reader.py``), cropped, turned into 29x129 log-spectrogram
     epochs and cached on disk by settings. ``setup`` then normalises every frequency bin with the
@@ -70,6 +86,7 @@ class SleepEDFDataModule(L.LightningDataModule):
         crop: str = "sleep_30min",
         crop_minutes: float = 30.0,
         bandpass: list[float] | None = None,
+        scope: str = "sc20",
         fold: int = 0,
         num_subjects: int | None = None,
         num_val_subjects: int = 4,
@@ -99,8 +116,10 @@ class SleepEDFDataModule(L.LightningDataModule):
         check_range("datamodule.num_val_subjects", num_val_subjects, low=1)
         if num_subjects is not None:
             check_range("datamodule.num_subjects", num_subjects, low=num_val_subjects + 2)
-        max_folds = num_subjects if num_subjects is not None else 20
-        check_range("datamodule.fold", fold, low=0, high=max_folds - 1)
+        check_choice("datamodule.scope", scope, tuple(SCOPES))
+        if not isinstance(fold, int) or isinstance(fold, bool):
+            raise ConfigError("datamodule.fold", f"got {fold!r}; expected a subject id (integer)")
+        check_range("datamodule.fold", fold, low=SCOPES[scope][1], high=SCOPES[scope][2])
         if bandpass is not None and (
             len(bandpass) != 2 or not 0 <= bandpass[0] < bandpass[1] < sfreq / 2
         ):
@@ -121,6 +140,7 @@ class SleepEDFDataModule(L.LightningDataModule):
             bandpass=tuple(bandpass) if bandpass is not None else None,
         )
         self.cache = FeatureCache(cache_dir, self.prep)
+        self.scope = scope
         self.fold, self.num_subjects, self.num_val_subjects = fold, num_subjects, num_val_subjects
         self.seq_len, self.train_stride, self.eval_stride = seq_len, train_stride, eval_stride
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -128,6 +148,7 @@ class SleepEDFDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.class_names = CLASSES
         self.skipped: dict[str, str] = {}
+        self.files: list[RecordingFiles] = []
         self._nights: list[Night] | None = None
         self.splits: dict[str, list[Night]] = {}
         self.datasets: dict[str, SequenceDataset] = {}
@@ -144,18 +165,27 @@ class SleepEDFDataModule(L.LightningDataModule):
         """Write the embedded set if needed, then preprocess (or load from cache) every night."""
         self._load_nights()
 
+    def _in_scope(self, study: str, subject: int) -> bool:
+        want, low, high = SCOPES[self.scope]
+        return study == want and low <= subject <= high
+
     def _load_nights(self) -> list[Night]:
         if self._nights is not None:
             return self._nights
         if self.data_dir is None:
             generate_dataset(self.root, self.embedded)
-        files, problems = find_recordings(self.root)
+        found, problems = find_recordings(self.root)
+        files = [r for r in found if self._in_scope(r.study, r.subject)]
+        self._log_scope(found, files)
         for line in problems:
-            self._bad(line.split(":")[0], line)
+            name = line.split(":")[0].rsplit("/", 1)[-1]
+            if self._in_scope(name[:2].upper(), int(name[3:5]) if name[3:5].isdigit() else -1):
+                self._bad(line.split(":")[0], line)
         if not files:
             raise ConfigError(
                 "datamodule.data_dir",
-                f"no Sleep-EDF '*-PSG.edf' files under {str(self.root)!r}. {HOW_TO_GET}",
+                f"no Sleep-EDF '*-PSG.edf' files of scope {self.scope!r} under "
+                f"{str(self.root)!r} ({len(found)} other PSG files found). {HOW_TO_GET}",
             )
         from tqdm import tqdm
 
@@ -164,8 +194,34 @@ class SleepEDFDataModule(L.LightningDataModule):
             night = self._night(rec)
             if night is not None:
                 nights.append(night)
-        self._nights = nights
+        if self.skipped:
+            listing = "; ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
+            log.warning("%d of %d nights skipped: %s", len(self.skipped), len(files), listing)
+        self.files, self._nights = files, nights
         return nights
+
+    def _log_scope(self, found: list[RecordingFiles], used: list[RecordingFiles]) -> None:
+        """Say what the folder holds and which part of it this run uses."""
+
+        def describe(recs: list[RecordingFiles]) -> str:
+            ids = sorted({r.subject for r in recs})
+            span = f"subjects {ids[0]}-{ids[-1]}" if ids else "no subjects"
+            return f"{len(recs)} nights of {len(ids)} {span}"
+
+        studies = {st: [r for r in found if r.study == st] for st in ("SC", "ST")}
+        log.info(
+            "Sleep-EDF under %s: SC %s; ST %s. scope=%s uses %s",
+            self.root, describe(studies["SC"]), describe(studies["ST"]), self.scope,
+            describe(used),
+        )  # fmt: skip
+        ignored = len(found) - len(used)
+        if ignored:
+            log.info(
+                "%d nights outside scope=%s are not used (datamodule.scope: sc20 = SC subjects "
+                "0-19 as the paper, sc = all SC subjects, st = Sleep Telemetry only)",
+                ignored,
+                self.scope,
+            )
 
     def _night(self, rec: RecordingFiles) -> Night | None:
         entry = self.cache.load(rec) if rec.hypnogram is not None else None
@@ -181,6 +237,8 @@ class SleepEDFDataModule(L.LightningDataModule):
                         self.prep.crop_minutes,
                         self.prep.bandpass,
                     )
+            except NEVER_SKIPPED:
+                raise
             except SleepEDFError as err:
                 self._bad(rec.name, str(err))
                 return None
@@ -203,26 +261,53 @@ class SleepEDFDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------- folds
     def subjects(self) -> list[int]:
-        """Subjects with at least one usable night, limited to ``num_subjects``."""
-        subjects = sorted({n.subject for n in self._load_nights()})
-        return subjects[: self.num_subjects] if self.num_subjects is not None else subjects
+        """Usable subjects of the pool: the first ``num_subjects`` subject ids in scope."""
+        nights = self._load_nights()
+        usable = {n.subject for n in nights}
+        return [s for s in self._pool() if s in usable]
+
+    def _pool(self) -> list[int]:
+        ids = sorted({r.subject for r in self.files})
+        return ids[: self.num_subjects] if self.num_subjects is not None else ids
+
+    def _check_test_subject(self) -> None:
+        """``fold`` must name a subject of the pool with at least one usable night."""
+        pool, fold = self._pool(), self.fold
+        if fold not in {r.subject for r in self.files}:
+            raise ConfigError(
+                "datamodule.fold",
+                f"test subject {fold} has no recordings of scope {self.scope!r} under "
+                f"{str(self.root)!r} (expected e.g. SC4{fold:02d}1E0-PSG.edf); subjects found: "
+                f"{sorted({r.subject for r in self.files})}",
+            )
+        if fold not in pool:
+            raise ConfigError(
+                "datamodule.fold",
+                f"test subject {fold} is not among the first num_subjects={self.num_subjects} "
+                f"subjects {pool}; raise datamodule.num_subjects or pick one of them",
+            )
+        if fold not in {n.subject for n in self._load_nights()}:
+            own = [r for r in self.files if r.subject == fold]
+            why = "; ".join(f"{r.psg}: {self.skipped.get(r.name, 'skipped')}" for r in own)
+            raise SleepEDFError(f"test subject {fold} (datamodule.fold) has no usable night: {why}")
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         nights = self._load_nights()
+        self._check_test_subject()
         subjects = self.subjects()
-        needed = max(self.fold + 1, self.num_val_subjects + 2, self.num_subjects or 0)
+        needed = self.num_val_subjects + 2
         if len(subjects) < needed:
             skipped = (
                 f" ({len(self.skipped)} recordings skipped: see warnings)" if self.skipped else ""
             )
             raise ConfigError(
                 "datamodule.data_dir",
-                f"{str(self.root)!r} has {len(subjects)} usable subjects{skipped}, but fold="
-                f"{self.fold}, num_val_subjects={self.num_val_subjects}, num_subjects="
-                f"{self.num_subjects} need {needed}. Add the missing recordings or lower "
-                "datamodule.num_subjects / datamodule.fold.",
+                f"{str(self.root)!r} has {len(subjects)} usable subjects{skipped} in scope "
+                f"{self.scope!r}, but num_val_subjects={self.num_val_subjects} needs {needed} "
+                "(1 test + validation + >= 1 training). Add the missing recordings or lower "
+                "datamodule.num_val_subjects.",
             )
         train_s, val_s, test_s = loso_split(subjects, self.fold, self.num_val_subjects, self.seed)
         self.subject_split = {"train": train_s, "val": val_s, "test": test_s}

@@ -38,6 +38,70 @@ class SleepEDFError(DataError):
     """A recording cannot be used; the message names the file."""
 
 
+class TruncatedPSGError(SleepEDFError):
+    """The PSG is shorter than its header says (an interrupted download): never skipped."""
+
+
+class ChannelRateError(SleepEDFError):
+    """The chosen channel is sampled below the model's rate (e.g. a 1 Hz channel): never skipped,
+    because every night of the set has the same layout and the choice is wrong for all."""
+
+
+@dataclass
+class EDFHeader:
+    """The fields of an EDF header the reader checks before trusting MNE."""
+
+    header_bytes: int
+    n_records: int
+    record_s: float
+    labels: list[str]
+    samples_per_record: list[int]
+
+    def rate(self, label: str) -> float:
+        return self.samples_per_record[self.labels.index(label)] / self.record_s
+
+    def expected_bytes(self) -> int:
+        return self.header_bytes + self.n_records * 2 * sum(self.samples_per_record)
+
+
+def read_edf_header(path: Path) -> EDFHeader:
+    """Parse the fixed EDF header (256 bytes + 256 per signal) without reading any samples."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+        if len(head) < 256:
+            raise SleepEDFError(f"{path}: not a readable EDF file ({len(head)}-byte header)")
+        try:
+            header_bytes = int(head[184:192].decode("ascii").strip())
+            n_records = int(head[236:244].decode("ascii").strip())
+            record_s = float(head[244:252].decode("ascii").strip())
+            ns = int(head[252:256].decode("ascii").strip())
+            sig = f.read(256 * ns)
+            labels = [sig[16 * i : 16 * (i + 1)].decode("latin-1").strip() for i in range(ns)]
+            off = 216 * ns
+            samples = [int(sig[off + 8 * i : off + 8 * (i + 1)].decode("ascii")) for i in range(ns)]
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SleepEDFError(f"{path}: not a readable EDF file (header: {err})") from err
+    return EDFHeader(header_bytes, n_records, record_s, labels, samples)
+
+
+def check_complete(psg: Path, header: EDFHeader) -> None:
+    """Raise :class:`TruncatedPSGError` when the file holds fewer records than its header says.
+
+    MNE only warns ("records do not match file size") and reads what is there, so a download
+    cut at 75 % would silently train on three quarters of the night.
+    """
+    if header.n_records < 0:  # -1: "unknown" while recording; nothing to check against
+        return
+    size, expected = psg.stat().st_size, header.expected_bytes()
+    if size < expected:
+        hours = header.n_records * header.record_s / 3600
+        raise TruncatedPSGError(
+            f"{psg}: truncated: the header says {header.n_records} records x "
+            f"{header.record_s:g} s ({hours:.2f} h, {expected} bytes) but the file has {size} "
+            f"bytes ({100 * size / expected:.0f} %); re-download it"
+        )
+
+
 @dataclass
 class Recording:
     """One night after epoching: ``epochs`` (N, 30 * sfreq) in microvolts, ``labels`` (N,)."""
@@ -56,23 +120,37 @@ def read_eeg(psg: Path, channel: str, sfreq: float) -> tuple[np.ndarray, float, 
 
     if not psg.is_file():
         raise SleepEDFError(f"{psg}: PSG file not found")
-    try:
-        raw = mne.io.read_raw_edf(psg, preload=False, verbose="error")
+    header = read_edf_header(psg)
+    check_complete(psg, header)
+    if channel not in header.labels:
+        raise SleepEDFError(
+            f"{psg}: no channel {channel!r} (channels: {', '.join(header.labels)}); "
+            "set datamodule.channel to one of them"
+        )
+    native = header.rate(channel)
+    if native < sfreq:
+        fast = [lab for lab in header.labels if header.rate(lab) >= sfreq]
+        raise ChannelRateError(
+            f"{psg}: channel {channel!r} is sampled at {native:g} Hz "
+            f"({header.samples_per_record[header.labels.index(channel)]} samples per "
+            f"{header.record_s:g} s record); the 0-{sfreq / 2:g} Hz spectrogram needs "
+            f"{sfreq:g} Hz. Set datamodule.channel to one of: {', '.join(fast)}"
+        )
+    try:  # only this channel: MNE would otherwise upsample it to the fastest signal's rate
+        raw = mne.io.read_raw_edf(psg, include=[channel], preload=False, verbose="error")
     except Exception as err:
         raise SleepEDFError(
             f"{psg}: not a readable EDF file ({type(err).__name__}: {err}); re-download it"
         ) from err
-    if channel not in raw.ch_names:
-        raise SleepEDFError(
-            f"{psg}: no channel {channel!r} (channels: {', '.join(raw.ch_names)}); "
-            "set datamodule.channel to one of them"
-        )
-    raw.pick([channel])
     try:
         raw.load_data(verbose="error")
     except Exception as err:
         raise SleepEDFError(f"{psg}: data unreadable ({type(err).__name__}: {err})") from err
     file_sfreq = float(raw.info["sfreq"])
+    if abs(file_sfreq - native) > 1e-6:
+        raise SleepEDFError(
+            f"{psg}: MNE reads {channel!r} at {file_sfreq:g} Hz but the header says {native:g} Hz"
+        )
     if abs(file_sfreq - sfreq) > 1e-6:
         msg = f"{psg}: channel {channel!r} is sampled at {file_sfreq:g} Hz; resampling to {sfreq:g} Hz"
         log.warning(msg)

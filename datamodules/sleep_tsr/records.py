@@ -3,6 +3,8 @@
 Sleep Cassette names look like ``SC4001E0-PSG.edf`` / ``SC4001EC-Hypnogram.edf``: ``SC4`` +
 subject (2 digits) + night (1 digit) + a letter shared by both files, then one character that
 differs (PSG: ``0``; hypnogram: the scorer's letter). Files are matched on the first 7 characters.
+Sleep Telemetry files (``ST7ssN?0-PSG.edf``) follow the same pattern; ``study`` tells them apart,
+because their subject numbers overlap the SC ones but are other people.
 """
 
 from __future__ import annotations
@@ -11,19 +13,22 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-PSG_RE = re.compile(r"^(?P<code>(?:SC|ST)\d(?P<subject>\d\d)(?P<night>\d)[A-Z])\w-PSG\.edf$", re.I)
+PSG_RE = re.compile(
+    r"^(?P<code>(?P<study>SC|ST)\d(?P<subject>\d\d)(?P<night>\d)[A-Z])\w-PSG\.edf$", re.I
+)
 HYP_RE = re.compile(r"^(?P<code>(?:SC|ST)\d\d\d\d[A-Z])\w-Hypnogram\.edf$", re.I)
 
 
 @dataclass(frozen=True)
 class RecordingFiles:
-    """One night: the PSG, its hypnogram (None when missing), subject id and night number."""
+    """One night: the PSG, its hypnogram (None when missing), subject id, night, study (SC/ST)."""
 
     name: str
     psg: Path
     hypnogram: Path | None
     subject: int
     night: int
+    study: str = "SC"
 
 
 def find_recordings(data_dir: str | Path) -> tuple[list[RecordingFiles], list[str]]:
@@ -58,6 +63,7 @@ def find_recordings(data_dir: str | Path) -> tuple[list[RecordingFiles], list[st
                 hypnogram=found[0] if len(found) == 1 else None,
                 subject=int(m["subject"]),
                 night=int(m["night"]),
+                study=m["study"].upper(),
             )
         )
     for code, files in sorted(hyps.items()):

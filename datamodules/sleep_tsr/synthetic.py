@@ -6,6 +6,13 @@ arousals, R&K stages 3/4, "Movement time" and a trailing "Sleep stage ?"); the E
 depends on the stage: alpha in W, theta in N1, spindles and K-complexes in N2, high-amplitude
 delta in N3 (more in stage 4), sawtooth waves and theta in REM, over a 1/f background, with
 subject-specific alpha frequency and gain. Files are written with ``edfio``.
+
+What the real SC files have, so the embedded default exercises the paths real data takes:
+the 7 signals of a Sleep Cassette PSG (EEG Fpz-Cz, EEG Pz-Oz, EOG horizontal at 100 Hz; Resp
+oro-nasal, EMG submental, Temp rectal, Event marker at 1 Hz) in 30-s data records; hours of
+wake before and after the sleep period (real nights run ~20 h from the afternoon); scorer
+letters other than C in the hypnogram names (SC4011EH, SC4022EJ, ...); and a last annotation
+("Sleep stage ?") that runs past the end of the signal.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ SFREQ = 100
 EPOCH = 30 * SFREQ
 RK = ("W", "1", "2", "3", "4", "R")  # R&K stages written to the hypnogram
 SETTINGS_FILE = "synthetic_settings.json"
+SCORERS = "CHJMOPRUVW"  # hypnogram letters seen in the Sleep Cassette file names
+SLOW_SIGNALS = ("Resp oro-nasal", "EMG submental", "Temp rectal", "Event marker")  # 1 Hz
 
 
 @dataclass
@@ -34,9 +43,9 @@ class SyntheticSettings:
     nights: int = 2
     missing_nights: list[int] = field(default_factory=lambda: [13])  # subject 13: one night
     sleep_hours: float = 2.0
-    wake_minutes: tuple[float, float] = (40.0, 70.0)  # range of wake before and after sleep
+    wake_minutes: tuple[float, float] = (90.0, 180.0)  # range of wake before and after sleep
     seed: int = 0
-    version: int = 1
+    version: int = 2
 
     def key(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True, default=list)
@@ -77,7 +86,7 @@ def synth_hypnogram(
     stages += sleep + ["W"] * int(rng.uniform(*wake_minutes) * per_min)
     for i in rng.choice(len(stages), size=max(1, len(stages) // 300), replace=False):
         stages[i] = "M"  # Movement time
-    return stages + ["?"] * int(rng.integers(2, 10))
+    return stages + ["?"] * int(rng.integers(20, 60))
 
 
 def _bump(freqs: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -213,29 +222,44 @@ def write_night(
     sfreq: float = SFREQ,
     eeg_label: str = "EEG Fpz-Cz",
 ) -> tuple[Path, Path]:
-    """Write one PSG/hypnogram pair; ``sfreq``/``eeg_label`` let tests write unusual files."""
+    """Write one PSG/hypnogram pair; ``sfreq``/``eeg_label`` let tests write unusual files.
+
+    The hypnogram's trailing "Sleep stage ?" annotation runs 10-20 epochs past the end of the
+    PSG, as in the real files.
+    """
     stages = synth_hypnogram(rng, settings.sleep_hours, settings.wake_minutes)
+    recorded = stages[: len(stages) - int(rng.integers(10, 20))]
     alpha = 9.0 + (subject % 5) * 0.5
     gain = 0.8 + 0.4 * ((subject * 7) % 10) / 10
-    eeg = synth_eeg(rng, stages, alpha, gain)
+    eeg = synth_eeg(rng, recorded, alpha, gain)
     if sfreq != SFREQ:
         from scipy.signal import resample_poly
 
         eeg = resample_poly(eeg, int(sfreq), SFREQ)
     start = dt.datetime(1989, 4, 24 + night, 16, 13, 0) + dt.timedelta(days=subject)
-    n_sec = len(stages) * 30
-    emg = np.abs(rng.standard_normal(n_sec)) * 2  # 1 Hz, like the real SC files
     signals = {
         eeg_label: (eeg, sfreq),
-        "EEG Pz-Oz": (synth_eeg(rng, stages, alpha, gain * 0.7), SFREQ),
-        "EOG horizontal": (synth_eog(rng, stages), SFREQ),
-        "EMG submental": (emg, 1.0),
-    }
+        "EEG Pz-Oz": (synth_eeg(rng, recorded, alpha, gain * 0.7), SFREQ),
+        "EOG horizontal": (synth_eog(rng, recorded), SFREQ),
+    } | slow_signals(rng, len(recorded) * 30)
+    scorer = SCORERS[(subject * 3 + night - 1) % len(SCORERS)]  # SC4001EC, SC4002EH, ...
     psg = out_dir / psg_name(subject, night)
-    hyp = out_dir / hypnogram_name(subject, night)
+    hyp = out_dir / hypnogram_name(subject, night, scorer=scorer)
     write_psg(psg, signals, start)
     write_hypnogram(hyp, stages, start)
     return psg, hyp
+
+
+def slow_signals(rng: np.random.Generator, n_sec: int) -> dict[str, tuple[np.ndarray, float]]:
+    """The four 1 Hz signals of a Sleep Cassette PSG (breathing, EMG envelope, temperature,
+    event marker), so a reader that picks one of them meets a 1 Hz channel."""
+    t = np.arange(n_sec)
+    return {
+        "Resp oro-nasal": (200 * np.sin(2 * np.pi * t / 4.0) + rng.standard_normal(n_sec), 1.0),
+        "EMG submental": (np.abs(rng.standard_normal(n_sec)) * 2, 1.0),
+        "Temp rectal": (37.0 - 0.5 * np.sin(2 * np.pi * t / 86400) + 0.01 * t / n_sec, 1.0),
+        "Event marker": (np.where(rng.random(n_sec) < 0.001, 1000.0, 0.0), 1.0),
+    }
 
 
 def generate_dataset(out_dir: str | Path, settings: SyntheticSettings | None = None) -> Path:

@@ -6,7 +6,11 @@ saved test predictions into one confusion matrix, as the paper computes its metr
 side effect it refreshes ``fig2_test_loss.png`` in the sweep directory, so Fig. 2 is rebuilt
 whenever the report is. By hand:
 
-    python -m experiments.sleep_tsr.report <sweep_dir>   # + pooled confusion matrices per gamma
+    python -m experiments.sleep_tsr.report <sweep_dir>
+
+prints (and writes ``table1.md``) one row per gamma in the paper's Table 1 order (1 -> 1e-5,
+then 0), folds pooled per repeat and mean +- std over repeats, beside always-Wake and the
+majority class; then the per-repeat rows and the pooled confusion matrices per gamma.
 """
 
 from __future__ import annotations
@@ -77,10 +81,62 @@ def plot_sweep_curves(sweep_dir: Path, fold: int | None = None) -> Path | None:
         return None
     fold = min(folds) if fold is None else fold
     curves = {
-        f"gamma={g:g}": [path for f, path in items if f == fold]
-        for g, items in sorted(by_gamma.items(), key=lambda kv: -kv[0])
+        f"gamma={g:g}": [path for f, path in by_gamma[g] if f == fold]
+        for g in table1_order(list(by_gamma))
     }
     return plot_loss_curves(curves, Path(sweep_dir) / FIG2, window=5)
+
+
+COLUMNS = ("acc", "kappa", "f1_macro", "sens_macro", "spec_macro") + tuple(
+    f"f1_{c}" for c in CLASSES
+)
+HEADER = "| acc | kappa | MF1 | sens | spec | W | N1 | N2 | N3 | REM |"
+
+
+def table1_order(gammas: list[float]) -> list[float]:
+    """Gammas as the paper's Table 1 lists them: 1, 1e-1, ..., 1e-5, then 0 (SeqSleepNet)."""
+    return sorted(gammas, key=lambda g: (g == 0, -g))
+
+
+def trivial_references(y_true: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics of always predicting Wake and of always predicting the majority class."""
+    counts = np.bincount(y_true, minlength=len(CLASSES))
+    majority = int(counts.argmax())
+    out = {"always Wake": staging_metrics(y_true, np.zeros_like(y_true))}
+    if majority != 0:
+        out[f"majority class ({CLASSES[majority]})"] = staging_metrics(
+            y_true, np.full_like(y_true, majority)
+        )
+    return out
+
+
+def table1(groups: dict[tuple[float, int], list[Path]]) -> list[str]:
+    """Markdown rows: per gamma, folds pooled per repeat, mean +- std over repeats."""
+    per_gamma: dict[float, list[dict[str, float]]] = defaultdict(list)
+    folds: dict[float, set[int]] = defaultdict(set)
+    for (gamma, _), dirs in groups.items():
+        per_gamma[gamma].append(staging_metrics(*pooled_predictions(dirs)))
+        folds[gamma] |= {(_job_setting(d) or (0.0, -1))[1] for d in dirs}
+    lines = [
+        "Folds pooled into one confusion matrix per repeat (seed); mean ± std over repeats.",
+        "",
+        "| gamma | repeats | folds " + HEADER,
+        "|---|---|---" + "|---" * len(COLUMNS) + "|",
+    ]
+    for gamma in table1_order(list(per_gamma)):
+        rows = per_gamma[gamma]
+        cells = []
+        for k in COLUMNS:
+            v = np.array([r[k] for r in rows])
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        label = f"{gamma:g}" + (" (SeqSleepNet)" if gamma == 0 else "")
+        lines.append(f"| {label} | {len(rows)} | {len(folds[gamma])} | " + " | ".join(cells) + " |")
+    first = next(iter(groups.values()))  # the same test epochs for every gamma and seed
+    y_true, _ = pooled_predictions(first)
+    for name, m in trivial_references(y_true).items():
+        cells = [f"{m[k]:.3f}" for k in COLUMNS]
+        lines.append(f"| {name} | - | - | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,20 +149,26 @@ def main(argv: list[str] | None = None) -> None:
         if cfg_file.is_file() and (jd / PREDICTIONS_FILE).is_file():
             cfg = OmegaConf.load(cfg_file)
             groups[(float(cfg.loss.gamma), int(cfg.seed))].append(jd)
-    print("| gamma | seed | folds | acc | kappa | MF1 | sens | spec | W | N1 | N2 | N3 | REM |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for (gamma, seed), dirs in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+    if not groups:
+        raise SystemExit(f"{args.sweep_dir}: no finished jobs ({PREDICTIONS_FILE} missing)")
+    summary = table1(groups)
+    (args.sweep_dir / "table1.md").write_text("\n".join(summary) + "\n")
+    print("\n".join(summary))
+    print("\nper repeat (folds pooled):\n")
+    print("| gamma | seed | folds " + HEADER)
+    print("|---|---|---" + "|---" * len(COLUMNS) + "|")
+    order = {g: i for i, g in enumerate(table1_order(list({g for g, _ in groups})))}
+    for (gamma, seed), dirs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         m = pool(dirs)
-        cells = [m[f"test/{k}"] for k in ("acc", "kappa", "f1_macro", "sens_macro", "spec_macro")]
-        cells += [m[f"test/f1_{c}"] for c in ("W", "N1", "N2", "N3", "REM")]
+        cells = [m[f"test/{k}"] for k in COLUMNS]
         print(
             f"| {gamma:g} | {seed} | {len(dirs)} | " + " | ".join(f"{v:.3f}" for v in cells) + " |"
         )
     by_gamma: dict[float, list[Path]] = defaultdict(list)
     for (gamma, _), dirs in groups.items():
         by_gamma[gamma].extend(dirs)
-    for gamma, dirs in sorted(by_gamma.items(), key=lambda kv: -kv[0]):
-        cm = confusion(*pooled_predictions(dirs))
+    for gamma in table1_order(list(by_gamma)):
+        cm = confusion(*pooled_predictions(by_gamma[gamma]))
         path = args.sweep_dir / f"confusion_gamma={gamma:g}.csv"
         np.savetxt(path, cm, fmt="%d", delimiter=",", header=",".join(CLASSES))
         print(
@@ -115,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         print(cm)
     fig = plot_sweep_curves(args.sweep_dir)
     if fig:
-        print(f"Fig. 2: {fig}")
+        print(f"Fig. 2 (test CE over training steps, one line per gamma): {fig}")
 
 
 if __name__ == "__main__":

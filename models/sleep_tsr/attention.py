@@ -16,7 +16,13 @@ class AttentionPool(nn.Module):
     def __init__(self, in_features: int = 128, attention_size: int = 64) -> None:
         super().__init__()
         self.proj = nn.Linear(in_features, attention_size)
-        self.context = nn.Parameter(torch.randn(attention_size) * 0.1)
+        self.context = nn.Parameter(torch.empty(attention_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``W``, ``b`` and ``u`` all N(0, 0.1), as the reference's ``attention()``."""
+        for p in (self.proj.weight, self.proj.bias, self.context):
+            nn.init.normal_(p, 0.0, 0.1)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(batch, time)`` for ``x`` of shape ``(batch, time, features)``."""

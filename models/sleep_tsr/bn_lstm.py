@@ -12,10 +12,15 @@ because autograd records ~30 small nodes per step and zero-fills full-size gradi
   several times slower), and parameter gradients are accumulated step by step while the tiles
   are hot (one (T, D, B, 4H) gradient buffer was measured slower: page faults on 38 MB).
 
-Batch statistics are computed per time step over the batch, as the reference TensorFlow cell
-does (it calls batch norm at every step with shared scale/offset); the running statistics are
-the per-step statistics averaged over time. :func:`bn_lstm_reference` is the straightforward
-autograd version of the same maths; tests check both agree, gradients included.
+The cell is the authors' (``bnlstm.py`` of pquochuy/SeqSleepNet, after Cooijmans et al.):
+``z = BN_x(x W_ih; scale, no offset) + BN_h(h W_hh; scale, offset)``, forget-gate offset 1,
+``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(BN_c(c'; scale, offset))``, every BN
+scale starting at 0.1, eps 1e-5. Training normalises with the batch statistics of each time
+step; the population statistics used in eval are kept *per time step* (one slot per step up to
+``max_steps``, later steps share the last slot) with decay 0.95, as the reference does;
+``stats="time_averaged"`` keeps one slot fed with the step average instead.
+:func:`bn_lstm_reference` is the straightforward autograd version of the same maths; tests
+check both agree, gradients and statistics included.
 """
 
 from __future__ import annotations
@@ -59,8 +64,9 @@ def _bn_backward(
 class _BNLSTMFunction(torch.autograd.Function):
     """``xs`` (D, T, B, I), each direction already in its own time order -> (T, D, B, H).
 
-    Extra outputs (not differentiable): time-averaged batch statistics of the three batch
-    norms, for the running estimates. Gate order is (i, f, o, g): one sigmoid covers three.
+    ``running``: population (mean, var) of the three batch norms, each ``(slots, D, 1, size)``;
+    step t uses slot ``min(t, slots - 1)`` in eval. Extra outputs (not differentiable): the
+    batch statistics of every step, ``(T, D, 1, size)`` each (zeros in eval). Gate order is (i, f, o, g): one sigmoid covers three.
     Apart from the hoisted input GEMM, everything is done step by step on cache-sized
     (D, B, 4H) tensors, including the parameter gradients: full (T, D, B, 4H) gradient buffers
     cost more in page faults than they save on CPU.
@@ -83,18 +89,29 @@ class _BNLSTMFunction(torch.autograd.Function):
     ):  # noqa: ANN001
         d, t_len, b, _ = xs.shape
         h = w_hh.shape[1]
-        fx = None if batch_stats else (running[0], running[1])
-        fh = None if batch_stats else (running[2], running[3])
-        fc = None if batch_stats else (running[4], running[5])
+        slots = running[0].shape[0]
         hs = xs.new_zeros(t_len + 1, d, b, h)  # hs[t] = h_{t-1}
         c = xs.new_zeros(d, b, h)
         saved: list[tuple[torch.Tensor, ...]] = []
-        sums = [torch.zeros_like(r) for r in running] if batch_stats else None
-        # Hoisted input projection: one GEMM over all steps and both directions, (D, T, B, 4H).
+        # per-step batch statistics (T, D, 1, size) for the population estimates
+        stats = tuple(r.new_zeros((t_len, *r.shape[1:])) for r in running)
+        # Hoisted input projection: one GEMM over all steps and both directions, (D, T, B, 4H),
+        # and its batch norm for all steps at once (statistics still per step, over the batch).
         xw = torch.bmm(xs.reshape(d, t_len * b, -1), w_ih).view(d, t_len, b, -1)
+        if batch_stats:
+            v_x, m_x = torch.var_mean(xw, dim=2, correction=0, keepdim=True)  # (D, T, 1, 4H)
+            stats[0].copy_(m_x.transpose(0, 1))
+            stats[1].copy_(v_x.transpose(0, 1))
+        else:
+            idx = torch.arange(t_len, device=xs.device).clamp_(max=slots - 1)
+            m_x, v_x = running[0][idx].transpose(0, 1), running[1][idx].transpose(0, 1)
+        r_x_all = (v_x + eps).rsqrt_()
+        xw.sub_(m_x).mul_(r_x_all)  # in place: no second (D, T, B, 4H) buffer (page faults)
         for t in range(t_len):
-            x_hat = xw[:, t]  # BN statistics stay per step, as in the reference cell
-            r_x, m_x, v_x = _bn_inplace(x_hat, 1, eps, fx)
+            k = min(t, slots - 1)
+            fh = None if batch_stats else (running[2][k], running[3][k])
+            fc = None if batch_stats else (running[4][k], running[5][k])
+            x_hat, r_x = xw[:, t], r_x_all[:, t]
             a_hat = torch.bmm(hs[t], w_hh)
             r_a, m_a, v_a = _bn_inplace(a_hat, 1, eps, fh)
             act = torch.addcmul(offset, x_hat, ih_scale).addcmul_(a_hat, hh_scale)
@@ -112,15 +129,11 @@ class _BNLSTMFunction(torch.autograd.Function):
             tc = torch.addcmul(c_offset, c_hat, c_scale).mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
             torch.mul(o, tc, out=hs[t + 1])
             saved.append((x_hat, r_x, a_hat, r_a, act, c_prev, c_hat, r_c, tc))
-            if sums is not None:
-                for acc, val in zip(sums, (m_x, v_x, m_a, v_a, m_c, v_c)):
-                    acc.add_(val)
+            if batch_stats:
+                for acc, val in zip(stats[2:], (m_a, v_a, m_c, v_c)):
+                    acc[t] = val
         ctx.save_for_backward(xs, w_ih, ih_scale, w_hh, hh_scale, c_scale, hs)
         ctx.steps, ctx.batch_stats = saved, batch_stats
-        if sums is None:
-            stats = tuple(torch.zeros_like(r) for r in running)
-        else:
-            stats = tuple(s / t_len for s in sums)
         ctx.mark_non_differentiable(*stats)
         return (hs[1:], *stats)
 
@@ -172,7 +185,7 @@ def bn_lstm_reference(
     """The same layer as :class:`_BNLSTMFunction` as a straightforward autograd loop."""
 
     def bn(x: torch.Tensor, fixed: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        if batch_stats:
+        if batch_stats:  # biased variance, as tf.nn.moments
             var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
         else:
             mean, var = fixed
@@ -183,21 +196,25 @@ def bn_lstm_reference(
     hs, c = xs.new_zeros(d, b, h), xs.new_zeros(d, b, h)
     outs, stats = [], []
     for t in range(t_len):
-        x_hat, m_x, v_x = bn(torch.bmm(xs[:, t], w_ih), running[0:2])
-        a_hat, m_a, v_a = bn(torch.bmm(hs, w_hh), running[2:4])
-        z = x_hat * ih_scale + offset + a_hat * hh_scale
+        pop = [r[min(t, r.shape[0] - 1)] for r in running]
+        x_hat, m_x, v_x = bn(torch.bmm(xs[:, t], w_ih), pop[0:2])
+        a_hat, m_a, v_a = bn(torch.bmm(hs, w_hh), pop[2:4])
+        z = x_hat * ih_scale + (a_hat * hh_scale + offset)
         i, f, o, gg = z.chunk(4, dim=2)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-        c_hat, m_c, v_c = bn(c, running[4:6])
+        c_hat, m_c, v_c = bn(c, pop[4:6])
         hs = torch.sigmoid(o) * torch.tanh(c_hat * c_scale + c_offset)
         outs.append(hs)
         stats.append((m_x, v_x, m_a, v_a, m_c, v_c))
     with torch.no_grad():
         if batch_stats:
-            avg = [torch.stack(s).mean(0) for s in zip(*stats)]
+            per_step = [torch.stack(s) for s in zip(*stats)]
         else:
-            avg = [torch.zeros_like(r) for r in running]
-    return (torch.stack(outs), *avg)
+            per_step = [r.new_zeros((t_len, *r.shape[1:])) for r in running]
+    return (torch.stack(outs), *per_step)
+
+
+STATS = ("per_step", "time_averaged")
 
 
 class BNLSTM(nn.Module):
@@ -205,9 +222,13 @@ class BNLSTM(nn.Module):
 
     Input ``(batch, time, input_size)``, output ``(batch, time, D * hidden_size)`` with the
     forward direction first, like ``nn.LSTM(batch_first=True, bidirectional=True)``.
-    Parameters per direction: ``W_ih``, ``W_hh``, one bias, and a scale/offset pair for each of
-    the three batch norms (the TensorFlow reference has the same set). ``fused=False`` runs
-    :func:`bn_lstm_reference` (plain autograd loop) instead of the hand-written backward.
+    Parameters per direction, as the reference cell: ``W_ih``, ``W_hh``, a BN scale on each of
+    the three products, a BN offset on ``h W_hh`` (the gate bias; forget part starts at 1) and
+    on the cell, no offset on ``x W_ih`` (it would duplicate the other one):
+    ``4H (I + H) + 3 * 4H + 2H``. ``max_steps`` is the number of per-step population-statistic
+    slots (29 frames in the epoch encoder, L = 20 in the sequence encoder); ``momentum`` is
+    1 - the reference's decay 0.95. ``fused=False`` runs :func:`bn_lstm_reference` (plain
+    autograd loop) instead of the hand-written backward.
     """
 
     def __init__(
@@ -215,58 +236,78 @@ class BNLSTM(nn.Module):
         input_size: int,
         hidden_size: int,
         bidirectional: bool = True,
-        momentum: float = 0.1,
-        eps: float = 1e-3,
+        max_steps: int = 29,
+        stats: str = "per_step",
+        momentum: float = 0.05,
+        eps: float = 1e-5,
         bn_scale_init: float = 0.1,
         fused: bool = True,
     ) -> None:
         super().__init__()
+        if stats not in STATS:
+            raise ValueError(f"stats={stats!r}: choose one of {STATS}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps={max_steps}: must be >= 1")
         d, h = (2 if bidirectional else 1), hidden_size
         self.input_size, self.hidden_size, self.num_directions = input_size, h, d
-        self.momentum, self.eps, self.fused = momentum, eps, fused
+        self.momentum, self.eps, self.fused, self.stats = momentum, eps, fused, stats
         self.weight_ih = nn.Parameter(torch.empty(d, input_size, 4 * h))
         self.weight_hh = nn.Parameter(torch.empty(d, h, 4 * h))
-        self.bias = nn.Parameter(torch.zeros(d, 4 * h))
         self.bn_ih_weight = nn.Parameter(torch.full((d, 4 * h), bn_scale_init))
-        self.bn_ih_bias = nn.Parameter(torch.zeros(d, 4 * h))
         self.bn_hh_weight = nn.Parameter(torch.full((d, 4 * h), bn_scale_init))
         self.bn_hh_bias = nn.Parameter(torch.zeros(d, 4 * h))
         self.bn_c_weight = nn.Parameter(torch.full((d, h), bn_scale_init))
         self.bn_c_bias = nn.Parameter(torch.zeros(d, h))
+        slots = max_steps if stats == "per_step" else 1
         for name, size in (("ih", 4 * h), ("hh", 4 * h), ("c", h)):
-            self.register_buffer(f"running_mean_{name}", torch.zeros(d, size))
-            self.register_buffer(f"running_var_{name}", torch.ones(d, size))
+            self.register_buffer(f"running_mean_{name}", torch.zeros(slots, d, size))
+            self.register_buffer(f"running_var_{name}", torch.ones(slots, d, size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for k in range(self.num_directions):
             nn.init.orthogonal_(self.weight_ih.data[k])
             nn.init.orthogonal_(self.weight_hh.data[k])
-        with torch.no_grad():  # forget-gate bias 1 (gate order i, f, o, g)
-            self.bias.zero_()
-            self.bias[:, self.hidden_size : 2 * self.hidden_size] = 1.0
+        with torch.no_grad():  # forget-gate offset 1 (gate order i, f, o, g)
+            self.bn_hh_bias.zero_()
+            self.bn_hh_bias[:, self.hidden_size : 2 * self.hidden_size] = 1.0
+
+    def _update_running(self, stats: list[torch.Tensor]) -> None:
+        """Move each slot towards the batch statistics of its step(s), decay ``1 - momentum``."""
+        t_len = stats[0].shape[0]
+        slots = self.running_mean_ih.shape[0]
+        names = [f"running_{s}_{n}" for n in ("ih", "hh", "c") for s in ("mean", "var")]
+        for name, per_step in zip(names, stats):
+            buf = getattr(self, name)
+            per_step = per_step[:, :, 0]  # (T, D, size)
+            if self.stats == "time_averaged":
+                target = per_step.mean(0, keepdim=True)
+                buf.lerp_(target, self.momentum)
+                continue
+            n = min(t_len, slots)
+            target = per_step[:n].clone()
+            if t_len > slots:  # steps past the last slot share it (their average)
+                target[-1] = per_step[slots - 1 :].mean(0)
+            buf[:n].lerp_(target, self.momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xt = x.transpose(0, 1)  # (T, B, I)
         xs = torch.stack([xt, xt.flip(0)]) if self.num_directions == 2 else xt[None]
         running = tuple(
-            getattr(self, f"running_{s}_{n}")[:, None]
+            getattr(self, f"running_{s}_{n}")[:, :, None]
             for n in ("ih", "hh", "c")
             for s in ("mean", "var")
         )
-        offset = (self.bias + self.bn_ih_bias + self.bn_hh_bias)[:, None]
         args = (
-            xs.contiguous(), self.weight_ih, self.bn_ih_weight[:, None], offset, self.weight_hh,
-            self.bn_hh_weight[:, None], self.bn_c_weight[:, None], self.bn_c_bias[:, None],
-            running, self.training, self.eps,
+            xs.contiguous(), self.weight_ih, self.bn_ih_weight[:, None], self.bn_hh_bias[:, None],
+            self.weight_hh, self.bn_hh_weight[:, None], self.bn_c_weight[:, None],
+            self.bn_c_bias[:, None], running, self.training, self.eps,
         )  # fmt: skip
         fn = _BNLSTMFunction.apply if self.fused else bn_lstm_reference
         out, *stats = fn(*args)
         if self.training:
             with torch.no_grad():
-                for name, (mean, var) in zip(("ih", "hh", "c"), zip(stats[::2], stats[1::2])):
-                    getattr(self, f"running_mean_{name}").lerp_(mean[:, 0], self.momentum)
-                    getattr(self, f"running_var_{name}").lerp_(var[:, 0], self.momentum)
+                self._update_running(stats)
         if self.num_directions == 2:
             out = torch.cat([out[:, 0], out[:, 1].flip(0)], dim=-1)
         else:
@@ -276,5 +317,6 @@ class BNLSTM(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, "
-            f"bidirectional={self.num_directions == 2}, eps={self.eps}, fused={self.fused}"
+            f"bidirectional={self.num_directions == 2}, stats={self.stats}, "
+            f"slots={self.running_mean_ih.shape[0]}, eps={self.eps}, fused={self.fused}"
         )

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from core.checks import ConfigError
 from models.sleep_tsr.attention import AttentionPool
-from models.sleep_tsr.bn_lstm import BNLSTM
+from models.sleep_tsr.bn_lstm import BNLSTM, STATS
 from models.sleep_tsr.filterbank import LearnableFilterbank
 
 
@@ -23,12 +24,16 @@ class _PlainBiLSTM(nn.Module):
         return self.lstm(x)[0]
 
 
+RNNS = ("bn_lstm", "lstm")
+
+
 class SeqSleepNet(nn.Module):
     """Input ``(batch, L, T=29, F=129)`` log-spectrogram sequences -> logits ``(batch, L, C)``.
 
-    Epoch encoder (per epoch): learnable filterbank -> biLSTM over the T frames (recurrent BN)
-    -> attention pooling. Sequence encoder: biLSTM over the L epoch embeddings -> a linear
-    classifier shared by all positions. With the paper's settings it has ~1.64e5 parameters.
+    Epoch encoder (per epoch): learnable filterbank -> biLSTM over the T frames -> attention
+    pooling. Sequence encoder: biLSTM over the L epoch embeddings -> a linear classifier shared
+    by all positions. Both biLSTMs use recurrent batch norm by default, as both reference repos
+    do (``lstm``: plain ``nn.LSTM``). With the paper's settings it has 164,133 parameters.
     """
 
     def __init__(
@@ -42,19 +47,32 @@ class SeqSleepNet(nn.Module):
         num_classes: int = 5,
         dropout: float = 0.25,
         epoch_rnn: str = "bn_lstm",
+        seq_rnn: str = "bn_lstm",
+        n_frames: int = 29,
+        seq_len: int = 20,
+        bn_stats: str = "per_step",
+        bn_momentum: float = 0.05,
+        bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        if epoch_rnn not in ("bn_lstm", "lstm"):
-            raise ValueError(f"model.epoch_rnn={epoch_rnn!r}: choose 'bn_lstm' or 'lstm'")
+        for key, value, allowed in (
+            ("epoch_rnn", epoch_rnn, RNNS),
+            ("seq_rnn", seq_rnn, RNNS),
+            ("bn_stats", bn_stats, STATS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"model.{key}", f"got {value!r}; allowed values: {allowed}")
         self.num_classes = num_classes
         self.filterbank = LearnableFilterbank(n_bins, n_filters, sample_rate)
-        self.epoch_rnn = (
-            BNLSTM(n_filters, epoch_hidden)
-            if epoch_rnn == "bn_lstm"
-            else _PlainBiLSTM(n_filters, epoch_hidden)
-        )
+
+        def rnn(kind: str, size_in: int, hidden: int, steps: int) -> nn.Module:
+            if kind == "lstm":
+                return _PlainBiLSTM(size_in, hidden)
+            return BNLSTM(size_in, hidden, True, steps, bn_stats, bn_momentum, bn_eps)
+
+        self.epoch_rnn = rnn(epoch_rnn, n_filters, epoch_hidden, n_frames)
         self.attention = AttentionPool(2 * epoch_hidden, attention_size)
-        self.seq_rnn = nn.LSTM(2 * epoch_hidden, seq_hidden, batch_first=True, bidirectional=True)
+        self.seq_rnn = rnn(seq_rnn, 2 * epoch_hidden, seq_hidden, seq_len)
         self.classifier = nn.Linear(2 * seq_hidden, num_classes)
         self.dropout = nn.Dropout(dropout)
 
@@ -67,7 +85,7 @@ class SeqSleepNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, seq_len, t, f = x.shape
         emb = self.embed_epochs(x.reshape(b * seq_len, t, f)).reshape(b, seq_len, -1)
-        out, _ = self.seq_rnn(self.dropout(emb))
+        out = self.seq_rnn(self.dropout(emb))
         return self.classifier(self.dropout(out))
 
     def l2_parameters(self) -> Iterator[nn.Parameter]:

@@ -13,13 +13,20 @@ import numpy as np
 import pytest
 
 from core.checks import ConfigError
+from core.errors import DataError
 from datamodules.sleep_tsr import SleepEDFDataModule
 from datamodules.sleep_tsr.cache import FeatureCache, Preprocessing
 from datamodules.sleep_tsr.dataset import SequenceDataset
 from datamodules.sleep_tsr.download import download, parse_subjects
 from datamodules.sleep_tsr.features import epoch_spectrogram
 from datamodules.sleep_tsr.folds import loso_split
-from datamodules.sleep_tsr.reader import SleepEDFError, load_recording
+from datamodules.sleep_tsr.reader import (
+    ChannelRateError,
+    SleepEDFError,
+    TruncatedPSGError,
+    load_recording,
+    read_edf_header,
+)
 from datamodules.sleep_tsr.records import find_recordings, hypnogram_name, psg_name
 from datamodules.sleep_tsr.synthetic import (
     SyntheticSettings,
@@ -238,7 +245,7 @@ def test_datamodule_fold_normalisation_and_batches(tiny_dir, tmp_path):
 
 def test_bad_recordings_are_skipped_others_unaffected(tiny_dir, tmp_path):
     data = _copy(tiny_dir, tmp_path / "data")
-    (data / hypnogram_name(0, 2)).unlink()  # missing hypnogram
+    next(data.glob("SC4002E?-Hypnogram.edf")).unlink()  # missing hypnogram
     (data / psg_name(1, 1)).write_bytes(b"\x00" * 512)  # unreadable PSG
     rng = np.random.default_rng(0)
     write_night(data, 3, 2, rng, TINY, eeg_label="EEG C4-A1")  # no Fpz-Cz
@@ -264,9 +271,11 @@ def test_bad_recordings_are_skipped_others_unaffected(tiny_dir, tmp_path):
 
 
 def test_too_few_subjects_and_config_errors(tiny_dir, tmp_path):
-    dm = _dm(tiny_dir, tmp_path, fold=10, num_subjects=12)
-    with pytest.raises(ConfigError, match=r"datamodule.data_dir.*6 usable subjects.*need 12"):
+    dm = _dm(tiny_dir, tmp_path, fold=1, num_val_subjects=5)
+    with pytest.raises(ConfigError, match=r"datamodule.data_dir.*6 usable subjects.*needs 7"):
         dm.setup("fit")
+    with pytest.raises(ConfigError, match="datamodule.scope"):
+        _dm(tiny_dir, tmp_path, scope="all")
     with pytest.raises(ConfigError, match="datamodule.data_dir.*does not exist.*download"):
         _dm(tmp_path / "nowhere", tmp_path)
     with pytest.raises(ConfigError, match="datamodule.crop"):
@@ -307,3 +316,79 @@ def test_download_helper(tmp_path):
     files = download(tmp_path, [0, 1], fetch=fake_fetch)
     assert calls["subjects"] == [0, 1] and calls["recording"] == [1, 2]
     assert [f.name for f in files] == ["a-PSG.edf", "a-Hypnogram.edf"]
+
+
+# ---------------------------------------------------------------------------- a real-layout folder
+@pytest.fixture(scope="module")
+def mixed_dir(tiny_dir, tmp_path_factory) -> Path:
+    """SC subjects 0-5 (tiny set) + SC subjects 20, 21 (outside SC-20) + one Sleep Telemetry
+    night of ST subject 1 (ST7011J0, a different person from SC subject 1)."""
+    data = _copy(tiny_dir, tmp_path_factory.mktemp("mixed") / "physionet-sleep-data")
+    rng = np.random.default_rng(5)
+    for subject in (20, 21):
+        write_night(data, subject, 1, rng, TINY)
+    psg, hyp = write_night(data, 1, 1, rng, TINY, eeg_label="EEG Fpz-Cz")
+    st = data / "sleep-telemetry"
+    st.mkdir()
+    (data / psg.name).rename(st / "ST7011J0-PSG.edf")
+    (data / hyp.name).rename(st / "ST7011JV-Hypnogram.edf")
+    # the SC night written over by the ST one above is restored from the tiny set
+    shutil.copy(tiny_dir / psg.name, data / psg.name)
+    shutil.copy(tiny_dir / hyp.name, data / hyp.name)
+    return data
+
+
+def test_scope_default_is_sc20_and_st_is_never_mixed_in(mixed_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="datamodules.sleep_tsr.datamodule")
+    dm = _dm(mixed_dir, tmp_path, fold=1)
+    dm.setup("fit")
+    assert {r.study for r in dm.files} == {"SC"} and max(r.subject for r in dm.files) == 5
+    assert [n.name for n in dm.splits["test"]] == ["SC4011E0", "SC4012E0"]  # no ST7011J0
+    text = caplog.text
+    assert "SC 13 nights of 8 subjects 0-21; ST 1 nights of 1 subjects 1-1" in text
+    assert "scope=sc20 uses 11 nights of 6 subjects 0-5" in text
+    assert "3 nights outside scope=sc20 are not used" in text
+    every_sc = _dm(mixed_dir, tmp_path, scope="sc", fold=21)
+    every_sc.setup("fit")
+    assert every_sc.subject_split["test"] == [21] and len(every_sc.subjects()) == 8
+    st = _dm(mixed_dir, tmp_path, scope="st", fold=1, num_val_subjects=1)
+    st._load_nights()
+    assert [r.name for r in st.files] == ["ST7011J0"]
+
+
+def test_fold_is_the_subject_id_and_bad_test_subjects_are_named(mixed_dir, tmp_path):
+    data = _copy(mixed_dir, tmp_path / "data")
+    (data / psg_name(1, 1)).write_bytes(b"\x00" * 512)  # subject 1: both nights unreadable
+    (data / psg_name(1, 2)).write_bytes(b"\x00" * 512)
+    dm = _dm(data, tmp_path, fold=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm.setup("fit")
+    assert dm.subject_split["test"] == [2]  # not moved by subject 1's skipped nights
+    assert 1 not in dm.subject_split["train"] + dm.subject_split["val"]
+    with pytest.raises(SleepEDFError, match=r"test subject 1 .*SC4011E0-PSG\.edf.*SC4012E0-PSG"):
+        _dm(data, tmp_path, fold=1).setup("fit")
+    with pytest.raises(ConfigError, match=r"datamodule.fold: test subject 9 has no recordings"):
+        _dm(data, tmp_path, fold=9).setup("fit")
+    with pytest.raises(ConfigError, match=r"not among the first num_subjects=4"):
+        _dm(data, tmp_path, fold=4, num_subjects=4).setup("fit")
+
+
+def test_truncated_psg_is_a_data_error_naming_it_even_when_skipping(mixed_dir, tmp_path):
+    data = _copy(mixed_dir, tmp_path / "data")
+    psg = data / psg_name(3, 1)
+    header = read_edf_header(psg)
+    assert header.expected_bytes() == psg.stat().st_size
+    blob = psg.read_bytes()
+    psg.write_bytes(blob[: int(0.75 * len(blob))])
+    with pytest.raises(TruncatedPSGError, match=r"SC4031E0-PSG\.edf: truncated.*\(75 %\)") as err:
+        _dm(data, tmp_path, on_bad_recording="skip").prepare_data()
+    assert isinstance(err.value, DataError)
+
+
+def test_slow_channel_is_refused_not_read_as_100_hz(mixed_dir, tmp_path):
+    raw = mne.io.read_raw_edf(mixed_dir / psg_name(0, 1), verbose="error")
+    assert len(raw.ch_names) == 7  # the real SC layout
+    assert read_edf_header(mixed_dir / psg_name(0, 1)).rate("EMG submental") == 1.0
+    with pytest.raises(ChannelRateError, match=r"'EMG submental' is sampled at 1 Hz.*EEG Pz-Oz"):
+        _dm(mixed_dir, tmp_path, channel="EMG submental").prepare_data()

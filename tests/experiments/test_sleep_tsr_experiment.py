@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,38 @@ def test_figures(tmp_path):
         {"gamma=1": [tmp_path / "a.csv"], "gamma=0": [tmp_path / "b.csv"]}, tmp_path / "f.png"
     )
     assert fig.stat().st_size > 5000
+
+
+def _fake_job(root: Path, num: int, gamma: float, seed: int, fold: int, y_pred) -> None:
+    jd = root / str(num)
+    (jd / ".hydra").mkdir(parents=True)
+    (jd / ".hydra" / "config.yaml").write_text(
+        f"loss: {{gamma: {gamma}}}\nseed: {seed}\ndatamodule: {{fold: {fold}}}\n"
+    )
+    y_true = np.array([0, 0, 0, 2, 2, 2, 2, 3, 4, 1])
+    np.savez(jd / "predictions_test.npz", y_true=y_true, y_pred=np.asarray(y_pred))
+    (jd / "test_loss_curve.csv").write_text("step,test_ce\n10,1.5\n20,1.2\n")
+
+
+def test_table1_lists_gamma_as_the_paper_with_pooled_folds_and_trivial_rows(tmp_path):
+    good = [0, 0, 0, 2, 2, 2, 2, 3, 4, 1]
+    num = 0
+    for gamma in (0.0, 1e-4, 1.0):
+        for seed in (1, 2):
+            for fold in (0, 1):
+                pred = list(good)
+                pred[seed] = 2  # seed 2 makes a different mistake than seed 1
+                _fake_job(tmp_path, num, gamma, seed, fold, pred)
+                num += 1
+    report_main([str(tmp_path)])
+    text = (tmp_path / "table1.md").read_text()
+    assert text.startswith("Folds pooled into one confusion matrix per repeat (seed)")
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines() if line.startswith("|")]
+    assert rows[2:] == ["1", "0.0001", "0 (SeqSleepNet)", "always Wake", "majority class (N2)"]
+    gamma_row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert "| 2 | 2 | 0.900 ± 0.000 |" in gamma_row  # 2 repeats of 2 pooled folds, 9/10 right
+    assert "| always Wake | - | - | 0.300 |" in text
+    assert (tmp_path / "fig2_test_loss.png").is_file()
 
 
 def test_single_run_trains_tests_and_saves_artefacts(tmp_path):

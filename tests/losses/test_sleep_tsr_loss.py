@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.checks import ConfigError
 from losses.sleep_tsr import TemporalSmoothnessLoss, per_epoch_cross_entropy, smoothness_penalty
 
 
@@ -35,7 +36,7 @@ def test_eq2_by_hand():
     ce = [-math.log(v) for v in p]
     smooth = sum((ce[i] - ce[i + 1]) ** 2 for i in range(3)) / 3
     w = torch.tensor([1.0, -2.0, 3.0])
-    out = TemporalSmoothnessLoss(lambda_l2=0.1, gamma=0.5)(logits, y, [w])
+    out = TemporalSmoothnessLoss(lambda_l2=0.1, gamma=0.5, l2_weighting="literal")(logits, y, [w])
     expected = sum(ce) / 4 + 0.1 * 14.0 + 0.5 * smooth
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
     assert out["smooth"].item() == pytest.approx(smooth, rel=1e-5)
@@ -81,11 +82,28 @@ def test_smoothness_gradient_pulls_adjacent_losses_together():
     assert logits.grad[0, 1, 0] > plain.grad[0, 1, 0]
 
 
-def test_tf_convention_halves_l2_and_bad_values_raise():
-    w = [torch.ones(3)]
-    logits, y = torch.zeros(1, 2, 5), torch.zeros(1, 2, dtype=torch.long)
-    assert TemporalSmoothnessLoss(tf_l2_convention=True)(logits, y, w)["l2"].item() == 1.5
-    with pytest.raises(ValueError, match="loss.gamma"):
+def test_reference_weighting_matches_the_authors_formula_by_hand():
+    """Reference code: sum_b mean_l CE + lambda * sum_v ||v||^2 / 2 (tf.nn.l2_loss); ours is
+    that divided by the batch size B, i.e. mean CE + lambda / (2 B) ||theta||^2."""
+    p = [[0.5, 0.25, 0.9], [0.6, 0.7, 0.1]]
+    logits = torch.cat([_logits_for_probs(row)[0] for row in p])
+    y = torch.zeros(2, 3, dtype=torch.long)
+    params = [torch.tensor([1.0, -2.0, 3.0]), torch.tensor([[0.5, 0.5]])]  # ||.||^2 = 14 + 0.5
+    lam = 1e-3
+    ref = sum(sum(-math.log(v) for v in row) / 3 for row in p) + lam * (14.0 / 2 + 0.5 / 2)
+    out = TemporalSmoothnessLoss(lambda_l2=lam, gamma=0.0)(logits, y, params)
+    assert out["loss"].item() * 2 == pytest.approx(ref, rel=1e-6)
+    literal = TemporalSmoothnessLoss(lambda_l2=lam, l2_weighting="literal")(logits, y, params)
+    assert literal["loss"].item() - out["loss"].item() == pytest.approx(
+        lam * 14.5 * (1 - 1 / 4), rel=1e-5
+    )
+    assert TemporalSmoothnessLoss().l2_weight(32) == pytest.approx(1e-3 / 64)
+
+
+def test_bad_values_raise_config_errors():
+    with pytest.raises(ConfigError, match="loss.gamma"):
         TemporalSmoothnessLoss(gamma=-1)
+    with pytest.raises(ConfigError, match="loss.l2_weighting"):
+        TemporalSmoothnessLoss(l2_weighting="tf")
     with pytest.raises(ValueError, match="expected logits"):
         per_epoch_cross_entropy(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))

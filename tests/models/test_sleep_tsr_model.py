@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.checks import ConfigError
 from models.sleep_tsr import (
     BNLSTM,
     AttentionPool,
@@ -16,9 +17,16 @@ from models.sleep_tsr import (
 torch.set_num_threads(1)
 
 
-def test_parameter_count_matches_paper():
-    n = sum(p.numel() for p in SeqSleepNet().parameters())
-    assert abs(n - 1.64e5) / 1.64e5 < 0.03, n
+def test_parameter_count_matches_reference_design():
+    """164,133 = filterbank 129*32 + 2 BN-biLSTMs (per direction 4H(I+H) + 3*4H + 2H) +
+    attention (128*64 + 64 + 64) + one shared 128->5 classifier."""
+    net = SeqSleepNet()
+    parts = {name: sum(p.numel() for p in m.parameters()) for name, m in net.named_children()}
+    assert parts["filterbank"] == 129 * 32
+    assert parts["epoch_rnn"] == 2 * (256 * (32 + 64) + 3 * 256 + 2 * 64)
+    assert parts["seq_rnn"] == 2 * (256 * (128 + 64) + 3 * 256 + 2 * 64)
+    assert parts["attention"] == 128 * 64 + 64 + 64
+    assert sum(p.numel() for p in net.parameters()) == 164_133
 
 
 def test_forward_shape_and_l2_excludes_filterbank():
@@ -30,11 +38,55 @@ def test_forward_shape_and_l2_excludes_filterbank():
     assert len(l2_ids) == len(list(net.parameters())) - 1
 
 
-def test_plain_lstm_variant_runs_and_is_close_in_size():
-    plain = SeqSleepNet(epoch_rnn="lstm")
+def test_plain_lstm_variant_runs_and_bad_choices_are_config_errors():
+    plain = SeqSleepNet(epoch_rnn="lstm", seq_rnn="lstm")
+    assert isinstance(SeqSleepNet().seq_rnn, BNLSTM)
     assert plain(torch.randn(1, 2, 29, 129)).shape == (1, 2, 5)
-    with pytest.raises(ValueError, match="epoch_rnn"):
-        SeqSleepNet(epoch_rnn="gru")
+    for key in ("epoch_rnn", "seq_rnn", "bn_stats"):
+        with pytest.raises(ConfigError, match=f"model.{key}"):
+            SeqSleepNet(**{key: "gru"})
+
+
+def test_attention_init_is_normal_0_01():
+    torch.manual_seed(0)
+    att = AttentionPool(128, 64)
+    for p in (att.proj.weight, att.proj.bias, att.context):
+        assert abs(p.std().item() - 0.1) < 0.03 and abs(p.mean().item()) < 0.03
+
+
+def _bn_stats_of_step(net: BNLSTM, x: torch.Tensor, t: int) -> torch.Tensor:
+    """Batch mean of x_t W_ih (forward direction) at step t, by hand."""
+    return (x[:, t] @ net.weight_ih[0]).mean(0)
+
+
+def test_bn_lstm_keeps_population_statistics_per_time_step():
+    torch.manual_seed(0)
+    net = BNLSTM(3, 2, bidirectional=False, max_steps=3)
+    assert net.running_mean_ih.shape == (3, 1, 8)
+    x = torch.randn(16, 5, 3) + torch.arange(5.0)[None, :, None] * 2  # step-dependent mean
+    net.train()(x)
+    for t in range(2):  # own slot: 0.95 * 0 + 0.05 * batch mean of step t
+        assert torch.allclose(net.running_mean_ih[t, 0], 0.05 * _bn_stats_of_step(net, x, t))
+    shared = torch.stack([_bn_stats_of_step(net, x, t) for t in (2, 3, 4)]).mean(0)
+    assert torch.allclose(net.running_mean_ih[2, 0], 0.05 * shared, atol=1e-6)
+    assert not torch.allclose(net.running_mean_ih[0], net.running_mean_ih[1])
+    # eval: step t normalises with slot t only
+    net.eval()
+    y = net(x)
+    with torch.no_grad():
+        net.running_mean_ih[1] += 1.0
+    y2 = net(x)
+    assert torch.allclose(y[:, 0], y2[:, 0]) and not torch.allclose(y[:, 1], y2[:, 1])
+
+
+def test_bn_lstm_time_averaged_option_keeps_one_slot():
+    torch.manual_seed(0)
+    net = BNLSTM(3, 2, bidirectional=False, stats="time_averaged")
+    assert net.running_mean_ih.shape == (1, 1, 8)
+    x = torch.randn(16, 4, 3)
+    net.train()(x)
+    avg = torch.stack([_bn_stats_of_step(net, x, t) for t in range(4)]).mean(0)
+    assert torch.allclose(net.running_mean_ih[0, 0], 0.05 * avg, atol=1e-6)
 
 
 def test_triangular_filterbank_shape():
@@ -61,11 +113,12 @@ def test_attention_weights_sum_to_one():
     assert att(x).shape == (3, 8)
 
 
+@pytest.mark.parametrize("stats", ["per_step", "time_averaged"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_bn_lstm_matches_autograd_reference(bidirectional, training):
+def test_fused_bn_lstm_matches_autograd_reference(bidirectional, training, stats):
     torch.manual_seed(0)
-    net = BNLSTM(5, 3, bidirectional=bidirectional).double()
+    net = BNLSTM(5, 3, bidirectional=bidirectional, max_steps=3, stats=stats).double()
     with torch.no_grad():  # non-trivial BN parameters and running statistics
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
