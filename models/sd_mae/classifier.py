@@ -9,7 +9,12 @@ from models.sd_mae.encoder import ViTEncoder
 
 
 class ViTClassifier(nn.Module):
-    """``ViTEncoder`` -> mean over tokens -> LayerNorm -> linear (MAE's global-pool fine-tune)."""
+    """``ViTEncoder`` blocks -> mean over tokens -> ``fc_norm`` -> linear.
+
+    MAE's global-pool fine-tune head: the encoder's own final LayerNorm is removed (replaced by
+    an identity, its pre-trained weights are not loaded) and ``fc_norm`` normalises the pooled
+    vector, so LayerNorm is applied once, not twice.
+    """
 
     def __init__(
         self,
@@ -27,6 +32,7 @@ class ViTClassifier(nn.Module):
         self.encoder = ViTEncoder(
             img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, drop_path_rate
         )
+        self.encoder.norm = nn.Identity()  # global pool: fc_norm replaces it
         self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)

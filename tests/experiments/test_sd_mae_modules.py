@@ -81,6 +81,13 @@ def test_pretrain_rejects_mask_ratio_outside_open_interval(ratio):
         MAEPretrain(tiny_mae(ratio))
 
 
+def test_pretrain_rejects_mask_ratio_that_masks_no_patch():
+    # 0.01 of 16 patches masks int(0.16) = 0: a plain autoencoder, refused with the bound
+    with pytest.raises(ConfigError, match=r"model.mask_ratio: 0.01 masks .* = 0 of the 16.*0.0625"):
+        MAEPretrain(tiny_mae(0.01))
+    MAEPretrain(tiny_mae(1 / 16))  # exactly one patch masked is allowed
+
+
 def test_pretrain_rejects_unknown_method():
     with pytest.raises(ConfigError, match="module.method"):
         MAEPretrain(tiny_mae(), method="beit")
@@ -151,3 +158,24 @@ def test_reconstruction_keeps_visible_patches_and_draws(tmp_path):
     assert (patchify(masked, 8)[mask] == 0).all()
     png = reconstruction_grid({"mae": mae, "sdmae": tiny_mae(0.75)}, imgs, tmp_path / "r.png")
     assert png.stat().st_size > 1000
+
+
+def test_reconstruction_of_a_zero_predictor_does_not_reproduce_the_image():
+    # a predictor that outputs 0 everywhere knows nothing of the masked patches: its figure must
+    # not show them (per-patch true mean/std de-normalisation would paint each patch's colour)
+    torch.manual_seed(0)
+    mae = tiny_mae(0.75)
+    torch.nn.init.zeros_(mae.decoder.pred.weight)
+    torch.nn.init.zeros_(mae.decoder.pred.bias)
+    coarse = torch.randn(2, 3, 4, 4)  # one colour per 8 px patch: patch means carry the image
+    imgs = torch.nn.functional.interpolate(coarse, scale_factor=8) + 0.1 * torch.randn(2, 3, 32, 32)
+    _, recon = reconstruct(mae, imgs)
+    torch.manual_seed(0)
+    mask = mae(imgs).mask.bool()
+    got, true = patchify(recon, 8)[mask], patchify(imgs, 8)[mask]
+    # every masked patch is drawn with the same (visible-patch) value within an image
+    per_img = patchify(recon, 8)[0][mask[0]]
+    assert torch.allclose(per_img, per_img[:1].expand_as(per_img))
+    # and the masked content is not recovered: no better than the image mean
+    err = (got - true).pow(2).mean()
+    assert err > 0.5 * true.var()
