@@ -42,6 +42,20 @@ class ViTClassifier(nn.Module):
         """Images (B, C, H, W) -> logits (B, num_classes)."""
         return self.head(self.fc_norm(self.encoder(x).mean(dim=1)))
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's layer grouping (used by its layer-decay optimiser factory): patch embedding
+        = layer 0, block i = layer i + 1, fc_norm and head = the last layer (as MAE's
+        ``get_layer_id_for_vit``)."""
+        return {
+            "stem": r"^encoder\.patch_embed",
+            "blocks": r"^encoder\.blocks\.(\d+)",
+            "head": r"^fc_norm|^head",
+        }
+
+    def no_weight_decay(self) -> set[str]:
+        """Nothing beyond timm's rule (no decay on 1-D tensors); positions are a buffer."""
+        return set()
+
     def layer_id(self, name: str) -> int:
         """Depth index for layer-wise lr decay: embeddings 0, block i -> i + 1, heads last."""
         if name.startswith("encoder.patch_embed"):

@@ -179,3 +179,35 @@ def test_reconstruction_of_a_zero_predictor_does_not_reproduce_the_image():
     # and the masked content is not recovered: no better than the image mean
     err = (got - true).pow(2).mean()
     assert err > 0.5 * true.var()
+
+
+def test_finetune_recipe_is_timms_layer_decay_mixup_and_augment(monkeypatch):
+    from timm.data import Mixup
+    from timm.data.random_erasing import RandomErasing
+    from timm.optim import Lars
+
+    import experiments.sd_mae.finetune as ft_mod
+    import experiments.sd_mae.probe as probe_mod
+    from datamodules.sd_mae.transforms import train_transform
+
+    monkeypatch.setattr(ft_mod, "steps_for", lambda trainer, warm: (10, 0))
+    monkeypatch.setattr(probe_mod, "steps_for", lambda trainer, warm: (10, 0))
+    monkeypatch.setattr(FineTune, "log", lambda *a, **k: None)
+    ft = FineTune(ViTClassifier(3, **ENC), batch_size=256, warmup_epochs=0)
+    opt = ft.configure_optimizers()["optimizer"]
+    names = {id(p): n for n, p in ft.net.named_parameters()}
+    scale = {names[id(p)]: g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+    # MAE's layer ids: patch embedding 0, block i -> i + 1, fc_norm / head last (depth 2)
+    assert scale["encoder.patch_embed.proj.weight"] == pytest.approx(0.75**3)
+    assert scale["encoder.blocks.1.mlp.fc1.weight"] == pytest.approx(0.75)
+    assert scale["fc_norm.weight"] == scale["head.weight"] == 1.0
+    assert isinstance(ft.mixup, Mixup) and ft.mixup.mixup_alpha == 0.8
+    assert ft.mixup.cutmix_alpha == 1.0
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    assert ft.training_step((x, y), 0).ndim == 0
+    assert FineTune(ViTClassifier(3, **ENC), mixup=0, cutmix=0).mixup is None
+    tf = train_transform("finetune", 32, finetune_augment="mae")
+    assert any(isinstance(t, RandomErasing) for t in tf.transforms)
+    assert "RandAugment" in repr(tf)
+    probe = LinearProbe(ViTEncoder(**ENC), 3, optimizer="lars", warmup_epochs=0)
+    assert isinstance(probe.configure_optimizers()["optimizer"], Lars)
