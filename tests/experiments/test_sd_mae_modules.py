@@ -193,6 +193,8 @@ def test_finetune_recipe_is_timms_layer_decay_mixup_and_augment(monkeypatch):
     monkeypatch.setattr(ft_mod, "steps_for", lambda trainer, warm: (10, 0))
     monkeypatch.setattr(probe_mod, "steps_for", lambda trainer, warm: (10, 0))
     monkeypatch.setattr(FineTune, "log", lambda *a, **k: None)
+    for cls in (FineTune, LinearProbe):  # configure_optimizers outside a Trainer
+        monkeypatch.setattr(cls, "trainer", property(lambda self: None))
     ft = FineTune(ViTClassifier(3, **ENC), batch_size=256, warmup_epochs=0)
     opt = ft.configure_optimizers()["optimizer"]
     names = {id(p): n for n, p in ft.net.named_parameters()}
