@@ -7,6 +7,7 @@ chained study reads and checks the files once.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import lightning as L
@@ -24,8 +25,14 @@ from core.checks import (
 )
 from datamodules.sd_mae.folder import ClassFolderDataset, check_images, scan_class_folders
 from datamodules.sd_mae.pcam import PCAM_CLASSES, PCamDataset
+from datamodules.sd_mae.split import compile_group_regex, groups_from_names, holdout
 from datamodules.sd_mae.tiles import write_tiles
-from datamodules.sd_mae.transforms import STAGES, eval_transform, train_transform
+from datamodules.sd_mae.transforms import (
+    FINETUNE_AUGMENTS,
+    STAGES,
+    eval_transform,
+    train_transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,8 @@ HOW_TO_GET = {
     "(or: python -m datamodules.sd_mae.download --dataset nct_crc --out DIR).",
     "imagenet100": "Build ImageNet-100 (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG) from ImageNet-1k "
     "with the CMC class list (https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt).",
-    "folder": "Point data_dir at a folder holding train/<class>/* and test/<class>/*.",
+    "folder": "Point data_dir at a folder holding train/<class>/* and test/<class>/*, or at one "
+    "folder of <class>/* with datamodule.test_fraction set (seeded hold-out).",
 }
 
 
@@ -61,12 +69,15 @@ class SDMAEDataModule(L.LightningDataModule):
         limit_train: int | None = None,
         limit_test: int | None = None,
         exclude_classes: list[str] | None = None,
-        check_files: bool = True,
+        check_files: bool | str = True,
+        test_fraction: float | None = None,
+        group_regex: str | None = None,
         embedded_tile_size: int = 64,
         embedded_n_train: int = 300,
         embedded_n_test: int = 100,
         min_crop_scale: dict[str, float] | None = None,
         randaugment_magnitude: int | None = 9,
+        finetune_augment: str = "light",
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -93,6 +104,33 @@ class SDMAEDataModule(L.LightningDataModule):
                     f"dataset={dataset} needs data_dir. {HOW_TO_GET[dataset]}",
                 )
             check_data_dir("datamodule.data_dir", data_dir, HOW_TO_GET[dataset])
+        check_choice("datamodule.check_files", check_files, (True, False, "header"))
+        check_choice("datamodule.finetune_augment", finetune_augment, FINETUNE_AUGMENTS)
+        if test_fraction is not None:
+            check_range(
+                "datamodule.test_fraction", test_fraction, 0, 1, low_open=True, high_open=True
+            )
+            if dataset != "folder":
+                raise ConfigError(
+                    "datamodule.test_fraction",
+                    f"only dataset=folder is split by a hold-out fraction; {dataset} has its "
+                    "published test split (leave test_fraction=null)",
+                )
+        elif dataset == "folder":
+            d = Path(data_dir)
+            if not ((d / "train").is_dir() and (d / "test").is_dir()):
+                raise ConfigError(
+                    "datamodule.test_fraction",
+                    f"{data_dir!r} has no train/ and test/ sub-folders; for one folder of "
+                    "<class>/* set test_fraction (e.g. 0.2) to hold out a seeded fraction",
+                )
+        if dataset == "pcam" and group_regex is not None:
+            raise ConfigError("datamodule.group_regex", "PCam has no file names to group by")
+        if group_regex is not None:
+            try:
+                compile_group_regex(group_regex)
+            except (re.error, ValueError) as err:
+                raise ConfigError("datamodule.group_regex", f"{group_regex!r}: {err}") from err
         crop = dict(min_crop_scale or {})
         for key, val in crop.items():
             check_choice("datamodule.min_crop_scale key", key, STAGES)
@@ -115,9 +153,12 @@ class SDMAEDataModule(L.LightningDataModule):
         self.limit_test = limit_test
         self.exclude = list(exclude_classes)
         self.check_files = check_files
+        self.test_fraction = test_fraction
+        self.group_regex = group_regex
         self.tile = (embedded_tile_size, embedded_n_train, embedded_n_test)
         self.min_crop_scale = crop
         self.randaugment_magnitude = randaugment_magnitude
+        self.finetune_augment = finetune_augment
         self.seed = seed
         self.classes: list[str] = []
         self._train_base: Dataset | None = None
@@ -155,6 +196,8 @@ class SDMAEDataModule(L.LightningDataModule):
             return d / "NCT-CRC-HE-100K", d / "CRC-VAL-HE-7K", 224, 1.0
         if self.dataset == "imagenet100":
             return d / "train", d / "val", None, 0.875
+        if self.test_fraction is not None:
+            return d, d, None, 1.0
         return d / "train", d / "test", None, 1.0
 
     def setup(self, stage: str | None = None) -> None:
@@ -171,26 +214,42 @@ class SDMAEDataModule(L.LightningDataModule):
             self._crop = 1.0
         else:
             tr_root, te_root, native, crop = self._folders()
-            for key, root in (("train", tr_root), ("test", te_root)):
-                if not root.is_dir():
-                    raise ConfigError(
-                        "datamodule.data_dir",
-                        f"expected the {key} split at {str(root)!r}. {HOW_TO_GET.get(self.dataset, '')}",
-                    )
-            classes, tr = scan_class_folders(tr_root, self.exclude)
-            _, te = scan_class_folders(te_root, self.exclude, classes)
+            if self.test_fraction is not None:  # one folder of classes: seeded hold-out
+                root = Path(self.data_dir)
+                classes, every = scan_class_folders(root, self.exclude)
+                labels_all = np.array([y for _, y in every])
+                groups_all = self._groups([p for p, _ in every])
+                keep, held = holdout(labels_all, self.test_fraction, self.seed, groups_all)
+                tr, te = [every[i] for i in keep], [every[i] for i in held]
+                log.info(
+                    "folder %s: %d files held out as test (test_fraction %s%s, seed %d)",
+                    root,
+                    len(te),
+                    self.test_fraction,
+                    f", grouped by {self.group_regex!r}" if groups_all is not None else "",
+                    self.seed,
+                )
+            else:
+                for key, r in (("train", tr_root), ("test", te_root)):
+                    if not r.is_dir():
+                        raise ConfigError(
+                            "datamodule.data_dir",
+                            f"expected the {key} split at {str(r)!r}. {HOW_TO_GET.get(self.dataset, '')}",
+                        )
+                classes, tr = scan_class_folders(tr_root, self.exclude)
+                _, te = scan_class_folders(te_root, self.exclude, classes)
             if self.check_files:
-                check_images(tr, f"{self.dataset} train ({tr_root})", native)
-                check_images(te, f"{self.dataset} test ({te_root})", native)
+                pixels = self.check_files != "header"
+                check_images(tr, f"{self.dataset} train ({tr_root})", native, pixels)
+                check_images(te, f"{self.dataset} test ({te_root})", native, pixels)
             self.classes = classes
             base = ClassFolderDataset(tr, classes, native)
             self._train_base = base
             self._val_base = ClassFolderDataset(tr, classes, native)
             self._test = ClassFolderDataset(te, classes, native)
-            idx = np.arange(len(base))
             labels = base.targets()
-            tr_idx, va_idx = train_test_split(
-                idx, test_size=self.val_fraction, stratify=labels, random_state=self.seed
+            tr_idx, va_idx = holdout(
+                labels, self.val_fraction, self.seed, self._groups([p for p, _ in tr])
             )
             if self.limit_train and self.limit_train < len(tr_idx):
                 tr_idx, _ = train_test_split(
@@ -220,6 +279,9 @@ class SDMAEDataModule(L.LightningDataModule):
             len(self._test),
         )
 
+    def _groups(self, paths: list[Path]) -> np.ndarray | None:
+        return groups_from_names(paths, self.group_regex) if self.group_regex else None
+
     # ----------------------------------------------------------- transforms
     def set_stage(self, stage: str) -> None:
         """Switch augmentation for the next stage of a chained study."""
@@ -245,6 +307,7 @@ class SDMAEDataModule(L.LightningDataModule):
             self.img_size,
             min_scale=self.min_crop_scale.get(self.stage),
             randaugment_magnitude=self.randaugment_magnitude,
+            finetune_augment=self.finetune_augment,
         )
         return self._loader(self._train_base, self._train_idx, tf, True, self.batch_size)
 

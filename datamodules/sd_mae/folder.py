@@ -60,15 +60,43 @@ def scan_class_folders(
     return list(classes), samples
 
 
+def decode(path: Path) -> Image.Image:
+    """Open and fully decode one image as 8-bit RGB; any failure names the file.
+
+    Decoding (not just the header) is what catches a truncated PNG/TIFF whose header is
+    intact: PIL reads such a header happily and fails only when the pixels are needed.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            img = pil_to_rgb(im)
+            img.load()
+    except Exception as err:
+        raise DataFormatError(
+            f"cannot decode image {str(path)!r}: {err}; delete or replace it"
+        ) from err
+    img.info["source_mode"] = mode
+    return img
+
+
 def check_images(
-    samples: Sequence[tuple[Path, int]], source: str, expected_size: int | None
+    samples: Sequence[tuple[Path, int]],
+    source: str,
+    expected_size: int | None,
+    decode_pixels: bool = True,
 ) -> InputReport:
-    """Read every header (not the pixels): unreadable files fail now, size/mode issues are
-    counted and reported once instead of surfacing mid-epoch."""
+    """Decode every image before training (``decode_pixels=False``: headers only, and a bad
+    file is then reported with its path when first read). Size/mode issues are counted and
+    reported once instead of surfacing mid-epoch."""
     report = InputReport(source, expected_size)
     for path, _ in tqdm(
         samples, desc=f"checking {source}", mininterval=5, disable=len(samples) < 5000
     ):
+        if decode_pixels:
+            img = decode(path)
+            report.add(str(path), img.size, img.info["source_mode"])
+            continue
         try:
             with Image.open(path) as im:
                 report.add(str(path), im.size, im.mode)
@@ -103,9 +131,7 @@ class ClassFolderDataset(Dataset):
 
     def __getitem__(self, idx: int):
         path, label = self.samples[idx]
-        with Image.open(path) as im:
-            img = pil_to_rgb(im)
-            img.load()
+        img = decode(path)  # a damaged file raises DataFormatError naming it
         if self.native_size and img.size != (self.native_size, self.native_size):
             img = img.resize((self.native_size, self.native_size), Image.BICUBIC)
         if self.transform is not None:

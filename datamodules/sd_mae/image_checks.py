@@ -24,13 +24,37 @@ def to_rgb_array(img: np.ndarray) -> np.ndarray:
     return img[..., :3]
 
 
+# single-channel modes with more than 8 bits per pixel: PIL's convert("RGB") clips them at 255,
+# which turns a 16-bit tile into an all-white one; they are scaled by their full range instead
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def pil_to_rgb(img: Image.Image) -> Image.Image:
-    """PIL image of any mode -> RGB (RGBA/LA lose alpha, L/I/P are converted)."""
+    """PIL image of any mode -> 8-bit RGB (RGBA/LA lose alpha, L/P are converted, 16-bit and
+    32-bit single-channel images are scaled from 0..65535 to 0..255, not clipped)."""
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA"):
         return img.convert(img.mode[:-1]).convert("RGB")
+    if img.mode in WIDE_MODES:
+        return Image.fromarray(to_rgb_array(wide_to_uint8(np.asarray(img))))
     return img.convert("RGB")
+
+
+def wide_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit (or 32-bit int/float holding 16-bit values) -> uint8 by the 16-bit range.
+
+    Float images already in [0, 1] are scaled by 255. Values are never clipped silently: a
+    32-bit image with values above 65535 is an error (its range is unknown).
+    """
+    a = arr.astype(np.float64)
+    if arr.dtype.kind == "f" and a.size and a.max() <= 1.0:
+        return np.round(a * 255).clip(0, 255).astype(np.uint8)
+    if a.size and (a.max() > 65535 or a.min() < 0):
+        raise ValueError(
+            f"{arr.dtype} image with values in [{a.min():g}, {a.max():g}]: not a 16-bit range"
+        )
+    return np.round(a / 257.0).astype(np.uint8)
 
 
 @dataclass
@@ -62,7 +86,13 @@ class InputReport:
                 f"to {e}x{e}. Example: {next(v for k, v in self.examples.items() if k.startswith('size'))}"
             )
         for mode, count in self.modes.items():
-            what = "alpha dropped" if mode in ("RGBA", "LA") else "converted to RGB"
+            what = (
+                "alpha dropped"
+                if mode in ("RGBA", "LA")
+                else "scaled from 16 bits to 8 bits per channel"
+                if mode in WIDE_MODES
+                else "converted to RGB"
+            )
             out.append(
                 f"{self.source}: {count} image(s) have mode {mode} ({what}). "
                 f"Example: {self.examples[f'mode {mode}']}"

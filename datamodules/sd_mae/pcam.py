@@ -41,11 +41,35 @@ def pcam_files(root: str | Path, split: str) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+def open_h5(path: Path) -> h5py.File:
+    """Open an HDF5 file; a truncated / garbage / still-compressed file names itself."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise DataFormatError(
+            f"PCam file {str(path)!r} is not a readable HDF5 file ({err}); it is damaged or "
+            "incomplete: delete it and download again (python -m datamodules.sd_mae.download "
+            "--dataset pcam --out DIR verifies the checksums)"
+        ) from err
+
+
+def read_item(h: h5py.File, key: str, idx: int | slice, path: Path) -> np.ndarray:
+    """``h[key][idx]``; a read error (truncated data past an intact header) names the file."""
+    try:
+        return np.asarray(h[key][idx])
+    except (OSError, ValueError, KeyError) as err:
+        raise DataFormatError(
+            f"PCam file {str(path)!r}: cannot read {key}[{idx}] ({err}); the file is damaged "
+            "or truncated: delete it and download again"
+        ) from err
+
+
 def inspect_pcam(root: str | Path, split: str) -> tuple[int, InputReport]:
-    """Check keys, lengths, dtype and shape before training; returns (N, report)."""
+    """Check keys, lengths, dtype and shape before training, and read the first and last
+    image and every label (a truncated file fails here, naming itself); returns (N, report)."""
     fx, fy = pcam_files(root, split)
     report = InputReport(f"PCam {split}", PCAM_SIZE)
-    with h5py.File(fx, "r") as hx, h5py.File(fy, "r") as hy:
+    with open_h5(fx) as hx, open_h5(fy) as hy:
         for f, h, key in ((fx, hx, "x"), (fy, hy, "y")):
             if key not in h:
                 raise DataFormatError(
@@ -71,7 +95,10 @@ def inspect_pcam(root: str | Path, split: str) -> tuple[int, InputReport]:
         if mode != "RGB":
             report.modes[mode] = n
             report.examples.setdefault(f"mode {mode}", str(fx))
-        labels = np.asarray(y[: min(len(y), 4096)]).reshape(-1)
+        if n:
+            read_item(hx, "x", 0, fx)
+            read_item(hx, "x", n - 1, fx)  # data past a truncation point is unreadable
+        labels = read_item(hy, "y", slice(None), fy).reshape(-1)
         if not set(np.unique(labels).tolist()) <= {0, 1}:
             raise DataFormatError(
                 f"{str(fy)!r}: labels must be 0/1, found {np.unique(labels)[:10]}"
@@ -102,15 +129,15 @@ class PCamDataset(Dataset):
         return self.n
 
     def targets(self) -> np.ndarray:
-        with h5py.File(self.fy, "r") as h:
-            return np.asarray(h["y"][: self.n]).reshape(-1).astype(int)
+        with open_h5(self.fy) as h:
+            return read_item(h, "y", slice(0, self.n), self.fy).reshape(-1).astype(int)
 
     def __getitem__(self, idx: int):
         if self._hx is None:
-            self._hx = h5py.File(self.fx, "r")
-            self._hy = h5py.File(self.fy, "r")
-        arr = to_rgb_array(np.asarray(self._hx["x"][idx]))
-        label = int(np.asarray(self._hy["y"][idx]).reshape(-1)[0])
+            self._hx = open_h5(self.fx)
+            self._hy = open_h5(self.fy)
+        arr = to_rgb_array(read_item(self._hx, "x", idx, self.fx))
+        label = int(read_item(self._hy, "y", idx, self.fy).reshape(-1)[0])
         img = Image.fromarray(arr)
         if img.size != (PCAM_SIZE, PCAM_SIZE):
             img = img.resize((PCAM_SIZE, PCAM_SIZE), Image.BICUBIC)

@@ -29,8 +29,11 @@ def _denorm(x: torch.Tensor) -> torch.Tensor:
 def reconstruct(model: MaskedAutoencoder, imgs: torch.Tensor, seed: int = 0):
     """(masked image, reconstruction with visible patches pasted back), both in pixel space.
 
-    A normalised-pixel model predicts per-patch standardised values: they are mapped back with
-    each patch's true mean/std, as MAE's visualisation does.
+    A normalised-pixel model predicts per-patch standardised values. They are mapped back with
+    statistics the model could have known: the mean over the image's *visible* patches of the
+    per-patch mean and std. (MAE's demo uses each masked patch's own true mean/std, which
+    paints the hidden patch's colour and contrast from the target: a zero predictor then draws
+    a recognisable image.)
     """
     model.eval()
     torch.manual_seed(seed)
@@ -38,11 +41,15 @@ def reconstruct(model: MaskedAutoencoder, imgs: torch.Tensor, seed: int = 0):
     p = model.patch_size
     target = patchify(imgs, p)
     pred = out.pred
-    if model.norm_pix_loss:
-        mean = target.mean(-1, keepdim=True)
-        std = (target.var(-1, keepdim=True) + 1e-6) ** 0.5
-        pred = pred * std + mean
     m = out.mask.unsqueeze(-1)
+    if model.norm_pix_loss:
+        vis = 1 - m  # (B, N, 1)
+        n_vis = vis.sum(1, keepdim=True).clamp_min(1)
+        patch_mean = target.mean(-1, keepdim=True)
+        patch_std = (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+        mean = (patch_mean * vis).sum(1, keepdim=True) / n_vis
+        std = (patch_std * vis).sum(1, keepdim=True) / n_vis
+        pred = pred * std + mean
     masked = unpatchify(target * (1 - m), p)
     recon = unpatchify(target * (1 - m) + pred * m, p)
     return masked, recon

@@ -37,6 +37,10 @@ class PretrainObjective(nn.Module):
         center_momentum: float = 0.9,
         use_centering: bool = True,
         stop_grad_teacher: bool = False,
+        token_reduce: str = "token",
+        center_on: str = "logits",
+        warmup_teacher_temp: float | None = None,
+        warmup_teacher_temp_epochs: int = 0,
         contrastive_tau: float = 0.5,
     ) -> None:
         super().__init__()
@@ -64,6 +68,10 @@ class PretrainObjective(nn.Module):
                 center_momentum,
                 use_centering,
                 stop_grad_teacher,
+                token_reduce,
+                center_on,
+                warmup_teacher_temp,
+                warmup_teacher_temp_epochs,
             )
 
     def forward(self, out: MAEOutput) -> dict[str, torch.Tensor]:
@@ -73,9 +81,18 @@ class PretrainObjective(nn.Module):
             return {"loss": mse, "mse": mse}
         q = self.student_head(out.enc_vis)
         p = self.teacher_head(out.dec_vis)
+        extra: dict[str, torch.Tensor] = {}
         if self.method == "sdmae":
             aux = self.distill(q, p)
+            # the term's scale: ln K when inactive (uniform teacher), teacher entropy below it
+            extra["distill_teacher_entropy"] = torch.tensor(self.distill.last_teacher_entropy)
+            extra["distill_teacher_temp"] = torch.tensor(float(self.distill.teacher_temp))
         else:
             aux = nt_xent(q.mean(dim=1), p.mean(dim=1), self.tau)
         loss = self.alpha * mse + (1 - self.alpha) * aux
-        return {"loss": loss, "mse": mse, "aux": aux}
+        return {"loss": loss, "mse": mse, "aux": aux, **extra}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Advance epoch-based schedules (the teacher-temperature warm-up)."""
+        if self.method == "sdmae":
+            self.distill.set_epoch(epoch)

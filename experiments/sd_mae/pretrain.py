@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from core.checks import check_choice, check_positive, check_range
+from core.checks import ConfigError, check_choice, check_positive, check_range
 from experiments.sd_mae.objective import METHODS, PretrainObjective
 from experiments.sd_mae.optim import build_scheduler, decay_groups, scaled_lr, steps_for
 from models.sd_mae.mae import MaskedAutoencoder
@@ -15,6 +15,17 @@ from models.sd_mae.mae import MaskedAutoencoder
 # "supervised" is the paper's baseline row: nothing is pre-trained, the chained pipeline goes
 # straight to fine-tuning a randomly initialised ViT.
 PRETRAIN_METHODS = (*METHODS, "supervised")
+
+
+def _check_masks_something(ratio: float, num_patches: int) -> None:
+    """``int(ratio * N)`` patches are masked: 0 would silently train a plain autoencoder."""
+    if int(ratio * num_patches) < 1:
+        raise ConfigError(
+            "model.mask_ratio",
+            f"{ratio} masks int({ratio} x {num_patches}) = 0 of the {num_patches} patches (a plain "
+            f"autoencoder, nothing to predict); allowed: {1 / num_patches:.4g} <= mask_ratio < 1 "
+            f"for this grid",
+        )
 
 
 class MAEPretrain(L.LightningModule):
@@ -37,6 +48,7 @@ class MAEPretrain(L.LightningModule):
         super().__init__()
         check_choice("module.method", method, PRETRAIN_METHODS)
         check_range("model.mask_ratio", net.mask_ratio, 0, 1, low_open=True, high_open=True)
+        _check_masks_something(net.mask_ratio, net.encoder.num_patches)
         check_positive("module.base_lr", base_lr)
         check_positive("module.batch_size", batch_size, integer=True)
         obj = dict(objective or {})
@@ -62,6 +74,9 @@ class MAEPretrain(L.LightningModule):
                 key, v, on_epoch=True, on_step=on_step and name == "loss", prog_bar=name == "loss"
             )
         return out["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self.objective.set_epoch(self.current_epoch)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

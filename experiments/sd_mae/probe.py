@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.optim import Lars
 from torch import nn
 
-from core.checks import check_positive, check_range
+from core.checks import check_choice, check_positive, check_range
 from experiments.sd_mae.checkpoint import load_encoder
 from experiments.sd_mae.classify import ClassifierBase
 from experiments.sd_mae.optim import build_scheduler, scaled_lr, steps_for
@@ -14,7 +15,9 @@ from models.sd_mae.encoder import ViTEncoder
 
 
 class LinearProbe(ClassifierBase):
-    """MAE's linear-probe protocol with SGD (momentum 0.9) instead of LARS (single device).
+    """MAE's linear-probe protocol: ``optimizer: lars`` is MAE's (``timm.optim.Lars``, momentum
+    0.9, no weight decay, on the BatchNorm + head); ``sgd`` is plain SGD with momentum (the
+    CPU preset's, tuned for its short schedule).
 
     ``encoder_ckpt: null`` probes a randomly initialised encoder: the floor that pre-training
     has to beat.
@@ -31,8 +34,10 @@ class LinearProbe(ClassifierBase):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         warmup_epochs: float = 10,
+        optimizer: str = "sgd",
     ) -> None:
         super().__init__(num_classes, class_names)
+        check_choice("module.optimizer", optimizer, ("lars", "sgd"))
         check_positive("module.num_classes", num_classes, integer=True)
         check_positive("module.base_lr", base_lr)
         check_range("module.momentum", momentum, 0, 1, high_open=True)
@@ -69,7 +74,8 @@ class LinearProbe(ClassifierBase):
     def configure_optimizers(self):
         hp = self.hparams
         params = list(self.bn.parameters()) + list(self.head.parameters())
-        opt = torch.optim.SGD(
+        make = Lars if hp.optimizer == "lars" else torch.optim.SGD
+        opt = make(
             params,
             lr=scaled_lr(hp.base_lr, hp.batch_size),
             momentum=hp.momentum,

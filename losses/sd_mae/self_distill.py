@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+TOKEN_REDUCE = ("token", "mean")
+CENTER_ON = ("logits", "probs")
+
 
 class SelfDistillLoss(nn.Module):
-    """Cross-entropy ``-softmax(p / t_t) . log_softmax(q / t_s)`` averaged over visible tokens.
+    """Cross-entropy ``-softmax((p - c) / t_t) . log_softmax(q / t_s)``.
 
     ``p`` are teacher logits (head on decoder visible tokens y_vis), ``q`` student logits (head on
-    encoder visible tokens z'_vis). The paper writes plain softmaxes (temperatures 1, no
-    centring); the authors' code sharpens the teacher (0.04), softens the student (0.1) and
-    centres the teacher with an EMA (momentum 0.9) but lets gradient flow into the teacher.
-    All three are options. Centring only all-reduces when a process group is initialised, so
-    single-device runs never touch ``torch.distributed``.
+    encoder visible tokens z'_vis). Where the paper's text and the authors' code differ, each is
+    an option (docs/sd_mae.md says which preset uses which):
+
+    - ``token_reduce``: ``"token"`` = one cross-entropy per visible token, averaged (the paper's
+      text); ``"mean"`` = the head outputs are first averaged over the visible tokens, one
+      cross-entropy per image (the authors' ``modeling_pretrain.py`` / ``loss.py``).
+    - ``center_on``: the EMA centre ``c`` subtracted from the teacher logits is the mean teacher
+      *logit* (DINO) with ``"logits"``, or the mean teacher *probability* with ``"probs"`` (the
+      authors' code updates the centre with the softmax output).
+    - temperatures: the paper writes plain softmaxes (1 / 1); the authors' code uses student 0.1,
+      teacher 0.04; ``warmup_teacher_temp`` ramps the teacher temperature linearly from that
+      value to ``teacher_temp`` over ``warmup_teacher_temp_epochs`` (DINO / authors' option,
+      0 epochs by default there). ``set_epoch`` moves the schedule.
+    - ``stop_grad_teacher``: the authors' code lets gradient flow into the teacher.
+
+    Centring only all-reduces when a process group is initialised, so single-device runs never
+    touch ``torch.distributed`` (the authors' code crashes outside DDP).
     """
 
     def __init__(
@@ -27,38 +44,83 @@ class SelfDistillLoss(nn.Module):
         center_momentum: float = 0.9,
         use_centering: bool = True,
         stop_grad_teacher: bool = False,
+        token_reduce: str = "token",
+        center_on: str = "logits",
+        warmup_teacher_temp: float | None = None,
+        warmup_teacher_temp_epochs: int = 0,
     ) -> None:
         super().__init__()
         for key, val in (("student_temp", student_temp), ("teacher_temp", teacher_temp)):
             if val <= 0:
                 raise ValueError(f"{key} must be > 0, got {val}")
+        if warmup_teacher_temp is not None and warmup_teacher_temp <= 0:
+            raise ValueError(f"warmup_teacher_temp must be > 0, got {warmup_teacher_temp}")
+        if warmup_teacher_temp_epochs < 0:
+            raise ValueError(
+                f"warmup_teacher_temp_epochs must be >= 0, got {warmup_teacher_temp_epochs}"
+            )
         if not 0.0 <= center_momentum < 1.0:
             raise ValueError(f"center_momentum must lie in [0, 1), got {center_momentum}")
+        if token_reduce not in TOKEN_REDUCE:
+            raise ValueError(f"token_reduce must be one of {TOKEN_REDUCE}, got {token_reduce!r}")
+        if center_on not in CENTER_ON:
+            raise ValueError(f"center_on must be one of {CENTER_ON}, got {center_on!r}")
         self.student_temp = student_temp
-        self.teacher_temp = teacher_temp
+        self.final_teacher_temp = teacher_temp
+        self.warmup_teacher_temp = (
+            teacher_temp if warmup_teacher_temp is None else warmup_teacher_temp
+        )
+        self.warmup_epochs = warmup_teacher_temp_epochs
         self.center_momentum = center_momentum
         self.use_centering = use_centering
         self.stop_grad_teacher = stop_grad_teacher
+        self.token_reduce = token_reduce
+        self.center_on = center_on
+        self.out_dim = out_dim
+        self.teacher_temp = self.warmup_teacher_temp if self.warmup_epochs else teacher_temp
+        self.last_teacher_entropy = float("nan")
         self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Teacher temperature for ``epoch`` (linear warm-up, then constant)."""
+        if self.warmup_epochs and epoch < self.warmup_epochs:
+            # np.linspace(warm, final, n)[epoch]: the last warm-up epoch reaches the final value
+            frac = epoch / max(self.warmup_epochs - 1, 1)
+            self.teacher_temp = self.warmup_teacher_temp + frac * (
+                self.final_teacher_temp - self.warmup_teacher_temp
+            )
+        else:
+            self.teacher_temp = self.final_teacher_temp
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """``student``/``teacher`` logits (B, N_vis, K) -> scalar loss."""
         if student.shape != teacher.shape:
             raise ValueError(f"student {tuple(student.shape)} != teacher {tuple(teacher.shape)}")
+        if self.token_reduce == "mean":
+            student, teacher = student.mean(dim=1), teacher.mean(dim=1)
         if self.stop_grad_teacher:
             teacher = teacher.detach()
         t_logits = teacher - self.center if self.use_centering else teacher
         t_prob = F.softmax(t_logits.float() / self.teacher_temp, dim=-1)
         s_logp = F.log_softmax(student.float() / self.student_temp, dim=-1)
         loss = -(t_prob * s_logp).sum(dim=-1).mean()
+        with torch.no_grad():
+            ent = -(t_prob * t_prob.clamp_min(1e-12).log()).sum(dim=-1).mean()
+            self.last_teacher_entropy = float(ent)
         if self.use_centering and self.training:
-            self._update_center(teacher.detach())
+            stat = t_prob if self.center_on == "probs" else teacher
+            self._update_center(stat.detach())
         return loss
 
+    @property
+    def uniform_ce(self) -> float:
+        """``ln K``: the value of the term when both distributions are uniform (inactive)."""
+        return math.log(self.out_dim)
+
     @torch.no_grad()
-    def _update_center(self, teacher: torch.Tensor) -> None:
-        """EMA of the mean teacher logit (over batch and tokens, and over ranks under DDP)."""
-        flat = teacher.reshape(-1, teacher.shape[-1]).float()
+    def _update_center(self, stat: torch.Tensor) -> None:
+        """EMA of the mean teacher logit / probability (over batch, tokens, and ranks in DDP)."""
+        flat = stat.reshape(-1, stat.shape[-1]).float()
         total = flat.sum(dim=0, keepdim=True)
         count = torch.tensor(float(flat.shape[0]), device=flat.device)
         if dist.is_available() and dist.is_initialized():

@@ -18,11 +18,17 @@ def _sincos_1d(embed_dim: int, pos: np.ndarray) -> np.ndarray:
 
 
 def sincos_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
-    """Return a ``(grid_size**2, embed_dim)`` table; half the width encodes rows, half columns."""
+    """Return a ``(grid_size**2, embed_dim)`` table, row-major over the patch grid.
+
+    Identical to MAE's ``get_2d_sincos_pos_embed`` (without the cls row): MAE's meshgrid puts
+    ``w`` first, so the *first* half of the width encodes the column index and the second half
+    the row index. Keeping that order is what lets official MAE checkpoints (whose
+    ``pos_embed`` buffer holds this table) load without a silent position mismatch.
+    """
     if embed_dim % 4:
         raise ValueError(f"2D sin-cos embedding needs a width divisible by 4, got {embed_dim}")
     coords = np.arange(grid_size, dtype=np.float64)
-    grid_w, grid_h = np.meshgrid(coords, coords)  # w varies fastest, like MAE
-    emb_h = _sincos_1d(embed_dim // 2, grid_h)
-    emb_w = _sincos_1d(embed_dim // 2, grid_w)
-    return torch.from_numpy(np.concatenate([emb_h, emb_w], axis=1)).float()
+    cols, rows = np.meshgrid(coords, coords)  # cols[r, c] = c, rows[r, c] = r
+    first = _sincos_1d(embed_dim // 2, cols)  # MAE calls this half "emb_h"; it is the column
+    second = _sincos_1d(embed_dim // 2, rows)
+    return torch.from_numpy(np.concatenate([first, second], axis=1)).float()

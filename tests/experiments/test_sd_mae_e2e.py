@@ -67,10 +67,11 @@ def test_chain_pretrain_probe_finetune(tmp_path):
         assert (run_dir / stage).is_dir() or (run_dir / "checkpoints" / stage).is_dir(), stage
 
 
-def test_bad_mask_ratio_is_a_config_error(tmp_path):
-    proc, run_dir = run_experiment([*TINY, "model.mask_ratio=1.0"], tmp_path, check=False)
+@pytest.mark.parametrize(("ratio", "says"), [("1.0", "(0, 1)"), ("0.01", "= 0 of the 16 patches")])
+def test_bad_mask_ratio_is_a_config_error(tmp_path, ratio, says):
+    proc, run_dir = run_experiment([*TINY, f"model.mask_ratio={ratio}"], tmp_path, check=False)
     assert proc.returncode == 2
-    assert "model.mask_ratio" in proc.stderr and "(0, 1)" in proc.stderr
+    assert "model.mask_ratio" in proc.stderr and says in proc.stderr
     assert not (tmp_path / "data" / "embedded").exists()  # failed before any data was written
 
 

@@ -81,6 +81,13 @@ def test_pretrain_rejects_mask_ratio_outside_open_interval(ratio):
         MAEPretrain(tiny_mae(ratio))
 
 
+def test_pretrain_rejects_mask_ratio_that_masks_no_patch():
+    # 0.01 of 16 patches masks int(0.16) = 0: a plain autoencoder, refused with the bound
+    with pytest.raises(ConfigError, match=r"model.mask_ratio: 0.01 masks .* = 0 of the 16.*0.0625"):
+        MAEPretrain(tiny_mae(0.01))
+    MAEPretrain(tiny_mae(1 / 16))  # exactly one patch masked is allowed
+
+
 def test_pretrain_rejects_unknown_method():
     with pytest.raises(ConfigError, match="module.method"):
         MAEPretrain(tiny_mae(), method="beit")
@@ -151,3 +158,58 @@ def test_reconstruction_keeps_visible_patches_and_draws(tmp_path):
     assert (patchify(masked, 8)[mask] == 0).all()
     png = reconstruction_grid({"mae": mae, "sdmae": tiny_mae(0.75)}, imgs, tmp_path / "r.png")
     assert png.stat().st_size > 1000
+
+
+def test_reconstruction_of_a_zero_predictor_does_not_reproduce_the_image():
+    # a predictor that outputs 0 everywhere knows nothing of the masked patches: its figure must
+    # not show them (per-patch true mean/std de-normalisation would paint each patch's colour)
+    torch.manual_seed(0)
+    mae = tiny_mae(0.75)
+    torch.nn.init.zeros_(mae.decoder.pred.weight)
+    torch.nn.init.zeros_(mae.decoder.pred.bias)
+    coarse = torch.randn(2, 3, 4, 4)  # one colour per 8 px patch: patch means carry the image
+    imgs = torch.nn.functional.interpolate(coarse, scale_factor=8) + 0.1 * torch.randn(2, 3, 32, 32)
+    _, recon = reconstruct(mae, imgs)
+    torch.manual_seed(0)
+    mask = mae(imgs).mask.bool()
+    got, true = patchify(recon, 8)[mask], patchify(imgs, 8)[mask]
+    # every masked patch is drawn with the same (visible-patch) value within an image
+    per_img = patchify(recon, 8)[0][mask[0]]
+    assert torch.allclose(per_img, per_img[:1].expand_as(per_img))
+    # and the masked content is not recovered: no better than the image mean
+    err = (got - true).pow(2).mean()
+    assert err > 0.5 * true.var()
+
+
+def test_finetune_recipe_is_timms_layer_decay_mixup_and_augment(monkeypatch):
+    from timm.data import Mixup
+    from timm.data.random_erasing import RandomErasing
+    from timm.optim import Lars
+
+    import experiments.sd_mae.finetune as ft_mod
+    import experiments.sd_mae.probe as probe_mod
+    from datamodules.sd_mae.transforms import train_transform
+
+    monkeypatch.setattr(ft_mod, "steps_for", lambda trainer, warm: (10, 0))
+    monkeypatch.setattr(probe_mod, "steps_for", lambda trainer, warm: (10, 0))
+    monkeypatch.setattr(FineTune, "log", lambda *a, **k: None)
+    for cls in (FineTune, LinearProbe):  # configure_optimizers outside a Trainer
+        monkeypatch.setattr(cls, "trainer", property(lambda self: None))
+    ft = FineTune(ViTClassifier(3, **ENC), batch_size=256, warmup_epochs=0)
+    opt = ft.configure_optimizers()["optimizer"]
+    names = {id(p): n for n, p in ft.net.named_parameters()}
+    scale = {names[id(p)]: g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+    # MAE's layer ids: patch embedding 0, block i -> i + 1, fc_norm / head last (depth 2)
+    assert scale["encoder.patch_embed.proj.weight"] == pytest.approx(0.75**3)
+    assert scale["encoder.blocks.1.mlp.fc1.weight"] == pytest.approx(0.75)
+    assert scale["fc_norm.weight"] == scale["head.weight"] == 1.0
+    assert isinstance(ft.mixup, Mixup) and ft.mixup.mixup_alpha == 0.8
+    assert ft.mixup.cutmix_alpha == 1.0
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    assert ft.training_step((x, y), 0).ndim == 0
+    assert FineTune(ViTClassifier(3, **ENC), mixup=0, cutmix=0).mixup is None
+    tf = train_transform("finetune", 32, finetune_augment="mae")
+    assert any(isinstance(t, RandomErasing) for t in tf.transforms)
+    assert "RandAugment" in repr(tf)
+    probe = LinearProbe(ViTEncoder(**ENC), 3, optimizer="lars", warmup_epochs=0)
+    assert isinstance(probe.configure_optimizers()["optimizer"], Lars)

@@ -49,6 +49,31 @@ def test_distill_temperatures_and_centering():
     assert torch.equal(loss.center, c)  # no update in eval
 
 
+def test_distill_token_mean_and_probability_centring_are_the_authors_code():
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 5, 8), torch.randn(4, 5, 8)
+    loss = SelfDistillLoss(8, 0.1, 0.04, 0.9, token_reduce="mean", center_on="probs")
+    loss.center.fill_(0.05)
+    sm, tm = s.mean(1), t.mean(1)  # one (B, K) pair per image: head outputs averaged first
+    t_prob = F.softmax((tm - 0.05) / 0.04, -1)
+    ref = -(t_prob * F.log_softmax(sm / 0.1, -1)).sum(-1).mean()
+    assert loss(s, t).item() == pytest.approx(ref.item(), rel=1e-5)
+    # centre moves towards the batch-mean teacher PROBABILITY (sums to 1), not the logit
+    assert torch.allclose(loss.center, 0.9 * 0.05 + 0.1 * t_prob.mean(0, keepdim=True))
+    assert loss.center.sum().item() == pytest.approx(0.9 * 0.05 * 8 + 0.1, rel=1e-5)
+    per_token = SelfDistillLoss(8, 0.1, 0.04, token_reduce="token", use_centering=False)
+    assert per_token(s, t).item() != pytest.approx(ref.item(), rel=1e-2)
+
+
+def test_teacher_temperature_warmup_is_linear_then_constant():
+    loss = SelfDistillLoss(8, 0.1, 0.07, warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=4)
+    temps = []
+    for ep in range(6):
+        loss.set_epoch(ep)
+        temps.append(loss.teacher_temp)
+    assert temps == pytest.approx([0.04, 0.05, 0.06, 0.07, 0.07, 0.07])
+
+
 @pytest.mark.parametrize("stop_grad", [False, True])
 def test_distill_stop_gradient_option(stop_grad):
     s = torch.randn(2, 3, 4, requires_grad=True)
