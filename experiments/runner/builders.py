@@ -11,11 +11,15 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.runner.resume import runner_callbacks
+from experiments.runner.rng import keeps_global_rng
+
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
 
+@keeps_global_rng  # building them must not change any number
 def build_loggers(
     cfg: DictConfig, output_dir: Path, sweep_name: str | None, stage: str | None = None
 ) -> list[Any]:
@@ -70,6 +74,7 @@ def _loggable_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
+@keeps_global_rng  # building them must not change any number
 def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
     callbacks: list[L.Callback] = []
@@ -84,6 +89,7 @@ def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callbac
     return callbacks
 
 
+@keeps_global_rng  # building them must not change any number
 def build_trainer(
     cfg: DictConfig,
     output_dir: Path,
@@ -101,6 +107,7 @@ def build_trainer(
     callbacks = overrides.pop("callbacks", None)
     if callbacks is None:
         callbacks = build_callbacks(cfg, stage)
+    callbacks = runner_callbacks(cfg, list(callbacks), stage)  # exact resume, whatever the config
     kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
     kwargs.update(overrides)
     if stage and "default_root_dir" not in overrides:
