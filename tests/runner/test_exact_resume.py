@@ -132,9 +132,12 @@ def test_deep_gmm_killed_mid_epoch_resumes_exactly(tmp_path):
 @pytest.mark.parametrize(
     ("kill_at", "ckpt"),
     [
-        ("pretrain:3", "checkpoints/pretrain/last.ckpt"),
-        ("probe:3", "checkpoints/probe/last.ckpt"),
-        ("finetune0:1", "checkpoints/pretrain/last.ckpt"),
+        # 3 steps per epoch in every stage, a last.ckpt every 2 steps: each kill lands after a
+        # mid-epoch checkpoint of its stage (pre-training resumes from it, the probe and the
+        # fine-tune rerun from their seeded start)
+        ("pretrain:5", "checkpoints/pretrain/last.ckpt"),
+        ("probe:5", "checkpoints/probe/last.ckpt"),
+        ("finetune0:3", "checkpoints/finetune0/last.ckpt"),
     ],
 )
 def test_sd_mae_killed_in_any_stage_resumes_exactly(tmp_path, kill_at, ckpt):
