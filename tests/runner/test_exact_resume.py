@@ -107,6 +107,7 @@ def test_example_killed_at_epoch_boundary_resumes_exactly(tmp_path):
     check_kill_and_resume(tmp_path, EXAMPLE, kill_at="41")
 
 
+@pytest.mark.slow
 def test_frailty_killed_mid_epoch_resumes_exactly(tmp_path):
     # kill in epoch 2 at step 23; the last checkpoint is step 20 (epoch 2, batch 2 of 9)
     out = check_kill_and_resume(
