@@ -60,6 +60,23 @@ def _set_metric_state(metric: Metric, state: dict[str, Any], device: torch.devic
     metric._computed = None
 
 
+def _epoch_values(results: Any) -> dict[str, torch.Tensor]:
+    """The epoch-level values of the tensors logged in training (as Lightning computes them)."""
+    out: dict[str, torch.Tensor] = {}
+    for result in results.values():
+        if not (result.is_tensor and result.meta.on_epoch):
+            continue
+        if result.meta.is_mean_reduction:
+            value = result.value.clone() / result.cumulated_batch_size
+        else:
+            value = result.value.clone()
+        value = value.detach().cpu()
+        out[result.meta.name] = value
+        if result.meta.on_step:
+            out[f"{result.meta.name}_epoch"] = value
+    return out
+
+
 class ExactResume(Callback):
     """Save and restore the run state Lightning leaves out, and keep sanity checks out of it.
 
@@ -106,6 +123,11 @@ class ExactResume(Callback):
             for k, v in trainer.callback_metrics.items()
             if isinstance(v, torch.Tensor) and v.numel() == 1
         }
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop.batch_progress.current.ready >= trainer.num_training_batches:
+            # saved after the epoch's last batch, before its epoch-end logging: a resume that
+            # has nothing left to train reports the epoch values this epoch would have logged
+            callback_metrics.update(_epoch_values(epoch_loop._results))
         checkpoint[KEY] = {
             "best": {n: _metric_state(m) for n, m in _best_trackers(pl_module).items()},
             "train_metrics": train_metrics,

@@ -133,17 +133,17 @@ def test_deep_gmm_killed_mid_epoch_resumes_exactly(tmp_path):
 @pytest.mark.parametrize(
     ("kill_at", "ckpt"),
     [
-        # 3 steps per epoch in every stage, a last.ckpt every 2 steps: each kill lands after a
-        # mid-epoch checkpoint of its stage (pre-training resumes from it, the probe and the
-        # fine-tune rerun from their seeded start)
+        # 3 steps per epoch in every stage, a last.ckpt at step 4 only (epoch 1, batch 1): each
+        # kill lands after a mid-epoch checkpoint; pre-training resumes from its own, the probe
+        # and the fine-tune rerun from their seeded start
         ("pretrain:5", "checkpoints/pretrain/last.ckpt"),
         ("probe:5", "checkpoints/probe/last.ckpt"),
-        ("finetune0:3", "checkpoints/finetune0/last.ckpt"),
+        ("finetune0:2", "checkpoints/pretrain/last.ckpt"),
     ],
 )
 def test_sd_mae_killed_in_any_stage_resumes_exactly(tmp_path, kill_at, ckpt):
     check_kill_and_resume(
-        tmp_path, [*SD_MAE, "+callbacks.last.every_n_train_steps=2"], kill_at, ckpt
+        tmp_path, [*SD_MAE, "+callbacks.last.every_n_train_steps=4"], kill_at, ckpt
     )
 
 
