@@ -60,7 +60,11 @@ def _run(
 def _metrics(run_dir: Path) -> dict:
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok", record.get("error")
-    return {k: v for k, v in record["metrics"].items() if k not in PATH_KEYS}
+    return {
+        k: v
+        for k, v in record["metrics"].items()
+        if k not in PATH_KEYS and not k.split("/")[-1].startswith("time")  # wall-clock timings
+    }
 
 
 def check_kill_and_resume(
