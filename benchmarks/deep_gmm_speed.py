@@ -7,19 +7,34 @@ Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 sta
   gmm_eager the same layer with its torch-op element-wise stages (the fallback without a compiler)
   two_mm    the same maths as plain autograd ops (two matmuls, no fused backward)
   naive     the broadcast (B, S, g, d) form, at a reduced batch (it needs GBs at batch 200)
+  gemms     only the GMM layer's three matrix products per block (no element-wise work)
+  bottleneck only the Linear(2560, 272) forward + backward
+            (gemms and bottleneck with --breakdown: gmm - gemms - bottleneck = the element-wise
+            stages and Python overhead)
 Every variant back-propagates into its input, as it would as the last layer of a deep network.
 Steps are timed round-robin (median) so that load from other processes hits every variant alike.
 Peak memory is the largest amount of live tensor storage during one step (from the profiler's
-allocation records), parameters included; grads are set to None before the step so they count.
+allocation records on CPU, the caching allocator's peak on CUDA), parameters included; grads are
+set to None before the step so they count.
 
-    python benchmarks/deep_gmm_speed.py [--repeats 20] [--naive-batch 8]
+It prints the CPU model, threads, BLAS, the load average before and after, and the share of
+subnormal (denormal) floats among the responsibilities before the layer flushes them and among
+all matrix-product inputs of a step after (subnormal GEMM inputs cost up to 20x on some CPUs).
+
+    python benchmarks/deep_gmm_speed.py [--repeats 20] [--naive-batch 8] [--breakdown]
+    python benchmarks/deep_gmm_speed.py --device cuda     # eager stages, one block, no host sync
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import os
+import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from models.deep_gmm import GMMLayer, OnlineLogPrior, naive_gmm_nll
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from models.deep_gmm import GMMLayer, OnlineLogPrior, gmm_function, naive_gmm_nll  # noqa: E402
+from models.deep_gmm.gmm_function import default_chunk_states  # noqa: E402
 
 
 def two_matmul_nll(x, mu, log_var, weight_logits, var_floor):
@@ -64,10 +82,12 @@ class GMMHead(nn.Module):
         return self.prior() - nll
 
 
-def make_step(model: nn.Module, batch: int, in_features: int, states: int) -> Callable[[], None]:
+def make_step(
+    model: nn.Module, batch: int, in_features: int, states: int, device: torch.device
+) -> Callable[[], None]:
     gen = torch.Generator().manual_seed(0)
-    h = torch.randn(batch, in_features, generator=gen).requires_grad_()
-    y = torch.randint(0, states, (batch,), generator=gen)
+    h = torch.randn(batch, in_features, generator=gen).to(device).requires_grad_()
+    y = torch.randint(0, states, (batch,), generator=gen).to(device)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
@@ -80,25 +100,87 @@ def make_step(model: nn.Module, batch: int, in_features: int, states: int) -> Ca
     return step
 
 
+def make_gemm_step(
+    batch: int, states: int, dim: int, comps: int, device: torch.device
+) -> Callable[[], None]:
+    """The GMM layer's three matrix products per block at its shapes, nothing else."""
+    chunk = default_chunk_states(states, comps, device)
+    gen = torch.Generator().manual_seed(0)
+    x2 = torch.randn(batch, 2 * dim, generator=gen).to(device)
+    w = torch.randn(states * comps, 2 * dim, generator=gen).to(device)
+    r = torch.rand(batch, states * comps, generator=gen).to(device)
+    comp = torch.empty(batch, chunk * comps, device=device)
+    g = torch.empty(chunk * comps, 2 * dim, device=device)
+    rw = torch.zeros(batch, 2 * dim, device=device)
+
+    def step() -> None:
+        for s0 in range(0, states, chunk):
+            rows = slice(s0 * comps, min(states, s0 + chunk) * comps)
+            n = rows.stop - rows.start
+            torch.mm(x2, w[rows].t(), out=comp[:, :n])
+        for s0 in range(0, states, chunk):
+            rows = slice(s0 * comps, min(states, s0 + chunk) * comps)
+            n = rows.stop - rows.start
+            rw.addmm_(r[:, rows], w[rows])
+            torch.mm(r[:, rows].t(), x2, out=g[:n])
+
+    return step
+
+
+def make_linear_step(
+    batch: int, in_features: int, out_features: int, device: torch.device
+) -> Callable[[], None]:
+    """A bias-carrying Linear forward + backward into its input (the GMM layer's bottleneck)."""
+    layer = nn.Linear(in_features, out_features).to(device)
+    h = torch.randn(batch, in_features, device=device, requires_grad=True)
+    grad = torch.randn(batch, out_features, device=device)
+
+    def step() -> None:
+        layer.zero_grad(set_to_none=True)
+        h.grad = None
+        layer(h).backward(grad)
+
+    return step
+
+
 def time_interleaved(
-    steps: dict[str, Callable[[], None]], repeats: dict[str, int], warmup: int = 2
+    steps: dict[str, Callable[[], None]],
+    repeats: dict[str, int],
+    device: torch.device,
+    warmup: int = 2,
 ) -> dict[str, float]:
     """Median seconds per step, variants timed round-robin so a shared machine's load hits all alike."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for step in steps.values():
         for _ in range(warmup):
             step()
+    sync()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(max(repeats.values())):
         for name, step in steps.items():
             if r < repeats[name]:
                 t0 = time.perf_counter()
                 step()
+                sync()
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def peak_step_bytes(step: Callable[[], None]) -> int:
+def peak_step_bytes_cuda(step: Callable[[], None]) -> int:
+    """Peak of the caching allocator during one step, above what was live before it."""
+    step()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+def peak_step_bytes(step: Callable[[], None], device: torch.device) -> int:
     """Peak of (allocated - freed) tensor bytes during one step, from the profiler's memory records."""
+    if device.type == "cuda":
+        return peak_step_bytes_cuda(step)
     step()  # warm caches so the record is of a steady-state step
     with torch.profiler.profile(
         activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
@@ -120,6 +202,72 @@ def param_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def _subnormal(t: torch.Tensor) -> tuple[int, int]:
+    a = t.detach().abs()
+    return int(((a > 0) & (a < torch.finfo(t.dtype).tiny)).sum()), t.numel()
+
+
+class _ProductInputs(TorchDispatchMode):
+    """Subnormal values among the inputs of every matrix product in a step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subnormal = self.values = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in ("mm", "addmm", "bmm", "baddbmm"):
+            for t in args:
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    sub, n = _subnormal(t)
+                    self.subnormal, self.values = self.subnormal + sub, self.values + n
+        return func(*args, **(kwargs or {}))
+
+
+def subnormal_shares(step: Callable[[], None]) -> tuple[float, float]:
+    """(share of the responsibilities that are subnormal before the flush, share of all
+    matrix-product inputs of the step that are subnormal after it)."""
+    before = [0, 0]
+    real = gmm_function.pick_stages
+
+    def counting(choice, x, mu, log_var):
+        stages = real(choice, x, mu, log_var)
+
+        def responsibilities(slab, scale, s0, s1):
+            sub, n = _subnormal(slab * scale[:, None, s0:s1])  # what the stage gets before flushing
+            before[0], before[1] = before[0] + sub, before[1] + n
+            return stages.responsibilities(slab, scale, s0, s1)
+
+        return dataclasses.replace(stages, responsibilities=responsibilities)
+
+    gmm_function.pick_stages = counting
+    try:
+        with _ProductInputs() as seen:
+            step()
+    finally:
+        gmm_function.pick_stages = real
+    return before[0] / max(1, before[1]), seen.subnormal / max(1, seen.values)
+
+
+def machine() -> str:
+    """CPU model (as lscpu says it), cores, BLAS, vector ISA."""
+    model = platform.processor() or "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
+    except Exception:
+        pass
+    cfg = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=(\w+)", cfg)
+    return (
+        f"CPU {model}, {os.cpu_count()} cores, BLAS {blas.group(1) if blas else '?'}, "
+        f"vector ISA {torch.backends.cpu.get_cpu_capability()}"
+    )
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=200)
@@ -132,66 +280,89 @@ def main() -> None:
         "--naive-batch", type=int, default=8, help="batch for the broadcast form (0 skips)"
     )
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--no-two-mm", action="store_true", help="skip the plain-autograd variant")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the GMM's matrix products alone and the bottleneck alone",
+    )
     args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    size = (args.in_features, args.states, args.dim, args.components)
 
-    variants: list[tuple[str, nn.Module, int]] = [
+    variants: list[tuple[str, nn.Module | None, int]] = [
         ("softmax", nn.Linear(args.in_features, args.states), args.batch),
-        (
-            "gmm",
-            GMMHead(args.in_features, args.states, args.dim, args.components, "gmm"),
-            args.batch,
-        ),
-        (
-            "gmm_eager",
-            GMMHead(args.in_features, args.states, args.dim, args.components, "gmm_eager"),
-            args.batch,
-        ),
-        (
-            "two_mm",
-            GMMHead(args.in_features, args.states, args.dim, args.components, "two_mm"),
-            args.batch,
-        ),
+        ("gmm", GMMHead(*size, "gmm"), args.batch),
+        ("gmm_eager", GMMHead(*size, "gmm_eager"), args.batch),
     ]
+    if device.type == "cuda":  # the two are the same there (eager stages, one block)
+        variants.pop()
+    if not args.no_two_mm:
+        variants.append(("two_mm", GMMHead(*size, "two_mm"), args.batch))
     if args.naive_batch:
-        variants.append(
-            (
-                "naive",
-                GMMHead(args.in_features, args.states, args.dim, args.components, "naive"),
-                args.naive_batch,
-            )
-        )
+        variants.append(("naive", GMMHead(*size, "naive"), args.naive_batch))
+    variants = [(n, m.to(device), b) for n, m, b in variants]
+    if args.breakdown:
+        variants += [("gemms", None, args.batch), ("bottleneck", None, args.batch)]
+    where = machine() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    print(f"{where}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(
         f"batch {args.batch}, input {args.in_features}, states {args.states}, "
-        f"GMM({args.dim}, {args.components}), threads {torch.get_num_threads()}, torch {torch.__version__}"
+        f"GMM({args.dim}, {args.components}), device {device}; {load()}"
     )
-    steps = {
-        name: make_step(model, batch, args.in_features, args.states)
-        for name, model, batch in variants
-    }
+    steps = {}
+    for name, model, batch in variants:
+        if name == "gemms":
+            steps[name] = make_gemm_step(batch, args.states, args.dim, args.components, device)
+        elif name == "bottleneck":
+            steps[name] = make_linear_step(batch, args.in_features, args.dim, device)
+        else:
+            steps[name] = make_step(model, batch, args.in_features, args.states, device)
     repeats = {
         name: args.repeats if name != "naive" else max(3, args.repeats // 5) for name in steps
     }
     t0 = time.perf_counter()
     steps["gmm"]()  # the first call builds (or loads) the C++ kernels
     print(f"gmm first step (builds or loads its C++ kernels): {time.perf_counter() - t0:.1f} s")
-    medians = time_interleaved(steps, repeats)
+    before, after = subnormal_shares(steps["gmm"])
+    print(
+        f"subnormal floats: {100 * before:.2f} % of the responsibilities before the flush; "
+        f"{100 * after:.4f} % of all matrix-product inputs of a gmm step after it"
+    )
+    medians = time_interleaved(steps, repeats, device)
     rows = [
-        (name, batch, medians[name], peak_step_bytes(steps[name]) + param_bytes(model))
+        (
+            name,
+            batch,
+            medians[name],
+            peak_step_bytes(steps[name], device) + param_bytes(model) if model else None,
+        )
         for name, model, batch in variants
     ]
     base_t, base_m = rows[0][2], rows[0][3]
-    print(f"{'variant':<9} {'batch':>5} {'ms/step':>9} {'x time':>7} {'peak MiB':>9} {'x mem':>6}")
+    print(f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'peak MiB':>9} {'x mem':>6}")
     for name, batch, t, peak in rows:
         note = (
             ""
             if batch == args.batch
             else f"   (batch {batch}; ~{t * args.batch / batch * 1e3:.0f} ms at {args.batch})"
         )
+        mem = f"{peak / 2**20:>9.1f} {peak / base_m:>6.2f}" if peak else f"{'-':>9} {'-':>6}"
+        print(f"{name:<10} {batch:>5} {t * 1e3:>9.1f} {t / base_t:>7.2f} {mem}{note}")
+    if args.breakdown:
+        rest = medians["gmm"] - medians["gemms"] - medians["bottleneck"]
         print(
-            f"{name:<9} {batch:>5} {t * 1e3:>9.1f} {t / base_t:>7.2f} {peak / 2**20:>9.1f} {peak / base_m:>6.2f}{note}"
+            f"gmm step = products {medians['gemms'] * 1e3:.1f} ms ({medians['gemms'] / base_t:.2f}x "
+            f"softmax) + bottleneck {medians['bottleneck'] * 1e3:.1f} ms "
+            f"({medians['bottleneck'] / base_t:.2f}x) + element-wise stages and overhead "
+            f"{rest * 1e3:.1f} ms ({rest / base_t:.2f}x)"
         )
+    print(load())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from .alignments import read_alignments, write_alignments
 from .corpus import FeatureConfig, FrameCorpus, build_corpus
 from .datamodule import FrameDataModule, split_speakers
 from .dataset import SplicedFrames
-from .features import log_mel, normalise_utterance, splice_indices
+from .features import log_mel, normalise_utterance, num_frames, splice_indices
 from .synthetic import SynthConfig, write_synthetic_corpus
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "build_corpus",
     "log_mel",
     "normalise_utterance",
+    "num_frames",
     "read_alignments",
     "splice_indices",
     "split_speakers",

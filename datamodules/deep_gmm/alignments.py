@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import DataError
+
 __all__ = ["read_alignments", "write_alignments"]
 
 
@@ -29,18 +31,18 @@ def read_alignments(path: str | Path) -> dict[str, np.ndarray]:
                 continue
             utt, labels = parts[0], parts[1:]
             if not labels:
-                raise ValueError(f"{path}:{lineno}: utterance {utt!r} has no labels")
+                raise DataError(f"{path}:{lineno}: utterance {utt!r} has no labels")
             if utt in out:
-                raise ValueError(f"{path}:{lineno}: utterance {utt!r} appears twice")
+                raise DataError(f"{path}:{lineno}: utterance {utt!r} appears twice")
             try:
                 out[utt] = np.asarray([int(v) for v in labels], dtype=np.int64)
             except ValueError as err:
-                raise ValueError(
+                raise DataError(
                     f"{path}:{lineno}: utterance {utt!r} has a non-integer label ({err}); "
                     "labels must be integer state ids"
                 ) from None
     if not out:
-        raise ValueError(f"alignment file {path} holds no utterances")
+        raise DataError(f"alignment file {path} holds no utterances")
     return out
 
 

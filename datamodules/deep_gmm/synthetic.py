@@ -4,8 +4,8 @@ Each unit is silence, a vowel, a nasal, an unvoiced or a voiced fricative with i
 targets. Speakers differ in pitch, vocal-tract length (formant scaling), breathiness and
 recording noise; units have random durations and formants glide across boundaries
 (coarticulation), so context frames help. The corpus is written exactly like a real one —
-16 kHz WAV files under ``audio/<speaker>/`` plus ``alignments.txt`` (``utt_id label ...`` per
-10 ms frame) — and then read through the same reader as LibriSpeech.
+16 kHz WAV files under ``audio/<speaker>/`` plus ``alignments.txt`` (``utt_id label ...``, one
+label per analysis frame in the configured frame convention) — and then read through the same reader as LibriSpeech.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class SynthConfig:
     max_frames: int = 14
     sample_rate: int = 16000
     seed: int = 0
+    # The alignment's frame convention (that of the features it will be read with): Kaldi's
+    # snip_edges frames, 1 + (N - 400) // 160, or centred frames, 1 + N // 160.
+    snip_edges: bool = True
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -124,6 +127,19 @@ def _speak(
     return y.astype(np.float32), labels
 
 
+def frame_labels(segment_labels: np.ndarray, num_samples: int, cfg: SynthConfig) -> np.ndarray:
+    """The label of each analysis frame: that of the 10 ms segment holding the frame's centre,
+    as a forced aligner labels frames (25 ms windows, 10 ms hop)."""
+    hop = cfg.sample_rate // 100
+    win = int(round(cfg.sample_rate * 0.025))
+    if cfg.snip_edges:
+        n = 1 + (num_samples - win) // hop
+        centres = np.arange(n) * hop + win // 2
+    else:
+        centres = np.arange(1 + num_samples // hop) * hop
+    return segment_labels[np.minimum(centres // hop, len(segment_labels) - 1)]
+
+
 def write_synthetic_corpus(out_dir: str | Path, cfg: SynthConfig | None = None) -> Path:
     """Write the corpus into ``out_dir/<key>/`` once (skipped when complete); returns that folder."""
     cfg = cfg or SynthConfig()
@@ -158,7 +174,7 @@ def write_synthetic_corpus(out_dir: str | Path, cfg: SynthConfig | None = None) 
             wave, labels = _speak(units, seq, durs, spk, cfg, rng)
             utt = f"{speaker}-1-{u:04d}"
             sf.write(spk_dir / f"{utt}.wav", wave, cfg.sample_rate, subtype="PCM_16")
-            alignments[utt] = labels
+            alignments[utt] = frame_labels(labels, len(wave), cfg)
     write_alignments(root / ALIGNMENT_FILE, alignments)
     (root / "units.json").write_text(json.dumps(units, indent=1))
     (root / _DONE).write_text(json.dumps(asdict(cfg)))

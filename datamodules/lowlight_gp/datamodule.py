@@ -39,7 +39,8 @@ HOW_TO_GET_LOWLIGHT = (
 
 
 class DarkenedCrops(Dataset):
-    """Random (dark, bright) crop pairs from a list of float RGB images, (3, c, c) float32 each.
+    """Random (dark, bright) crop pairs from a list of RGB images (uint8 or float in [0, 1]),
+    (3, c, c) float32 each.
 
     Item ``j`` is a pure function of (seed, j): validation uses j < length (fixed crops), training
     draws j = epoch * length + i through :class:`EpochIndexSampler`, so every epoch sees new crops
@@ -58,6 +59,8 @@ class DarkenedCrops(Dataset):
         h, w, _ = img.shape
         top, left = int(rng.integers(h - self.crop + 1)), int(rng.integers(w - self.crop + 1))
         bright = img[top : top + self.crop, left : left + self.crop]
+        if bright.dtype == np.uint8:
+            bright = bright.astype(np.float64) / 255.0
         if rng.random() < 0.5:
             bright = bright[:, ::-1]
         dark = darken(bright, LEVELS[int(rng.integers(len(LEVELS)))])
@@ -138,7 +141,8 @@ class LowLightDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         bright_dir, low_dir = self._folders()
-        good, bad = read_folder(bright_dir, hp.min_size)
+        # Streamed: every image is resized to eval_size (uint8) as it is read.
+        good, bad = read_folder(bright_dir, hp.min_size, size=hp.eval_size)
         self.skipped = list(bad)
         need = hp.n_test + hp.n_val + 1
         if len(good) < need:
@@ -153,14 +157,14 @@ class LowLightDataModule(L.LightningDataModule):
             test = test[: hp.max_test_images]
         val = [good[i] for i in order[hp.n_test : hp.n_test + hp.n_val]]
         train = [good[i] for i in order[hp.n_test + hp.n_val :]]
-        size = hp.eval_size
-        self.test_images = [(im.name, resize_rgb(im.rgb, size)) for im in test]
-        self.train_images = [resize_rgb(im.rgb, size) for im in train]
-        self.val_images = [resize_rgb(im.rgb, size) for im in val] or self.train_images
+        # Test images as float; CNN crops stay uint8 (converted per crop, 8x less memory).
+        self.test_images = [(im.name, resize_rgb(im.rgb, None)) for im in test]
+        self.train_images = [im.rgb for im in train]
+        self.val_images = [im.rgb for im in val] or self.train_images
         if low_dir is not None and low_dir.is_dir():
-            low_good, low_bad = read_folder(low_dir, hp.min_size)
+            low_good, low_bad = read_folder(low_dir, hp.min_size, size=hp.eval_size)
             self.skipped += low_bad
-            self.lowlight_images = [(im.name, resize_rgb(im.rgb, size)) for im in low_good]
+            self.lowlight_images = [(im.name, resize_rgb(im.rgb, None)) for im in low_good]
         log.info(
             "lowlight_gp data: %d train / %d val / %d test images, %d low-light, %d skipped",
             len(self.train_images), len(val), len(self.test_images),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +247,26 @@ class SleepEDFDataModule(L.LightningDataModule):
     def eval_nights(self, split: str) -> list[Night]:
         """Nights of ``split`` in dataset order (recording index of each batch item)."""
         return self.splits[split]
+
+    # ----------------------------------------------------------------- checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """What prediction on new nights needs; Lightning stores it in every checkpoint."""
+        if self.norm is None:
+            return {}
+        return {
+            "norm_mean": self.norm[0].tolist(),
+            "norm_std": self.norm[1].tolist(),
+            "class_names": list(self.class_names),
+            "preprocessing": asdict(self.prep),
+            "seq_len": self.seq_len,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("norm_mean") is not None:
+            self.norm = (
+                np.asarray(state["norm_mean"], dtype=np.float32),
+                np.asarray(state["norm_std"], dtype=np.float32),
+            )
 
     # ----------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

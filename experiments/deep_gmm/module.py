@@ -29,6 +29,9 @@ from core.checks import ConfigError, check_choice, check_range
 log = logging.getLogger(__name__)
 
 REGIMES = ("joint", "separate", "staged")
+# Steps between reads of the non-finite-loss counter: reading a device value back synchronises
+# the host with the accelerator, so the check happens every N steps and at each epoch end.
+FINITE_CHECK_EVERY = 50
 
 
 def _hidden_state(path: Path) -> dict[str, torch.Tensor]:
@@ -122,10 +125,14 @@ class FrameStateClassifier(L.LightningModule):
         self.prior_lr = prior_lr
         if init_ckpt and init_ckpt != "auto":
             self.load_hidden(init_ckpt)
-        self.train_loss = MeanMetric()
+        # nan_strategy="disable": the default "warn" reads every value back (a host sync per step)
+        # and drops NaNs; here a NaN stays visible and the training step's own check stops the run.
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_acc = MulticlassAccuracy(num_states, average="micro")
         self.test_acc = MulticlassAccuracy(num_states, average="micro")
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
+        self._nonfinite: torch.Tensor | None = None  # device-side count of non-finite CE steps
         self.val_acc_best = MaxMetric()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -192,13 +199,31 @@ class FrameStateClassifier(L.LightningModule):
             prior = self.net.prior_loss(batch[1])
             loss = loss + prior  # the prior has its own parameters only: no effect on the net
             self.log("train/prior_ce", prior, on_step=False, on_epoch=True)
-        if not torch.isfinite(ce):
-            raise FloatingPointError(
-                f"non-finite CE at step {self.global_step}; raise model.var_floor or lower the lr"
-            )
+        self._count_nonfinite(ce)
         self.train_loss(ce)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def _count_nonfinite(self, ce: torch.Tensor) -> None:
+        """Count non-finite losses on the device; read the count back only every N steps."""
+        bad = (~torch.isfinite(ce.detach())).to(torch.int32)
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        if (self.global_step + 1) % FINITE_CHECK_EVERY == 0:
+            self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise if any step since the last check had a non-finite CE (one host sync)."""
+        if self._nonfinite is None:
+            return
+        bad, self._nonfinite = int(self._nonfinite), None
+        if bad:
+            raise FloatingPointError(
+                f"non-finite CE in {bad} training step(s) up to step {self.global_step}; "
+                "raise model.var_floor or lower the lr"
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         ce, logits = self._ce(batch)

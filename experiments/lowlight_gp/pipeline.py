@@ -27,18 +27,22 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from core.checks import ConfigError, check_choice
+from core.checks import ConfigError, check_choice, check_file
 from datamodules.lowlight_gp.darken import LEVELS, darken
 from experiments.lowlight_gp.figures import save_grid, save_k_curve, save_png
 from experiments.lowlight_gp.metrics import SiftRetrieval, psnr
-from experiments.runner.builders import build_callbacks
+from experiments.runner.builders import build_callbacks, resolved_config
+from experiments.runner.callbacks import EmbedRunConfig
 from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes
+from models.lowlight_gp.gpe_cnn import GPEReferenceCNN
 from models.lowlight_gp.lime import lime_enhance
 
 log = logging.getLogger(__name__)
 METHODS = ("ours", "gpe", "full", "lime", "dark")
+# trained: our SRCNN-style net trained on the bright folder; gpe: GPE's published weights
+REFERENCE_CNNS = ("trained", "gpe")
 GP_METHODS = {"ours": "kmeans", "gpe": "gpe", "full": "full"}
 STAGES = ("cnn", "cluster", "gp_fit", "predict")
 
@@ -59,6 +63,13 @@ def resolve_settings(cfg: DictConfig) -> DictConfig:
         ll.enhancer.mode = ll.mode
     check_choice("lowlight.mode", ll.mode, ["lm", "cm"])
     check_choice("lowlight.method", ll.method, METHODS)
+    check_choice("lowlight.reference_cnn", ll.get("reference_cnn", "trained"), REFERENCE_CNNS)
+    if ll.get("reference_cnn") == "gpe":
+        check_file(
+            "lowlight.gpe_cnn",
+            ll.gpe_cnn,
+            "GPE's cnnmodel.mat (python -m datamodules.lowlight_gp.download --out DIR)",
+        )
     return ll
 
 
@@ -119,6 +130,14 @@ def reference_cnn(
     """
     cfg = ctx.cfg
     channels = 1 if mode == "lm" else 3
+    if cfg.lowlight.get("reference_cnn", "trained") == "gpe":
+        log.info(
+            "reference CNN (%s): GPE's published net from %s", mode.upper(), cfg.lowlight.gpe_cnn
+        )
+        gpe = GPEReferenceCNN(channels, weights=cfg.lowlight.gpe_cnn).eval()
+        if not extra:  # pipeline=predict then needs no .mat file
+            save_reference_checkpoint(cfg, gpe, ctx.output_dir / "checkpoints", mode)
+        return gpe
     net = instantiate(cfg.model, in_channels=channels)
     cache = Path(cfg.paths.data_dir) / "cache" / "lowlight_gp" / f"cnn_{_cnn_key(cfg, channels)}.pt"
     if cfg.lowlight.reference_cache and cache.exists():
@@ -147,7 +166,20 @@ def reference_cnn(
     else:
         log.warning("train=false and no cached reference CNN: using the untrained (identity) net")
     torch.save(net.state_dict(), ctx.output_dir / f"reference_cnn_{mode}.pt")
+    if not extra:  # what pipeline=predict loads from this run directory
+        save_reference_checkpoint(cfg, net, ctx.output_dir / "checkpoints", mode)
     return net.eval()
+
+
+def save_reference_checkpoint(cfg: DictConfig, net: torch.nn.Module, ckpt_dir: Path, mode: str):
+    """``reference_cnn_<mode>.ckpt``: the CNN the run used (trained or cached) and the run config,
+    in the layout of a Lightning checkpoint of ``ReferenceCNNModule`` (weights under ``net.``)."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save(
+        {"state_dict": state, EmbedRunConfig.KEY: resolved_config(cfg), "lowlight_mode": mode},
+        ckpt_dir / f"reference_cnn_{mode}.ckpt",
+    )
 
 
 @torch.no_grad()
@@ -200,11 +232,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
         if not 0 <= int(i) < len(LEVELS):
             raise ConfigError("lowlight.levels", f"index {i} outside 0..{len(LEVELS) - 1}")
     torch.set_num_threads(int(ll.num_threads))
+    # built (and its options checked) before any data is read
+    enhancer = _enhancer(ll, ll.method) if ll.method in GP_METHODS else None
     dm.prepare_data()
     dm.setup("fit")
     metrics: dict[str, Any] = {"data/skipped_images": float(len(dm.skipped))}
     net = reference_cnn(ctx, ll.mode, metrics) if ll.method in GP_METHODS else None
-    enhancer = _enhancer(ll, ll.method) if ll.method in GP_METHODS else None
 
     sift = SiftRetrieval(ratio=ll.sift.ratio, radius=ll.sift.radius)
     out_dir = ctx.output_dir
@@ -246,6 +279,14 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
     if orig_rows:
         vals = [min(r["psnr"], 100.0) for r in orig_rows]  # identity on the original = inf dB
         out["test/orig_psnr"] = float(np.mean(vals))
+    # PSNR per darkening level (gamma 1 = the original): over-brightening of mildly dark or
+    # normally exposed inputs shows here, not in the mean over the 25 darkened levels.
+    for gamma in sorted({r["gamma"] for r in rows}):
+        level = [r for r in rows if r["gamma"] == gamma]
+        out[f"test/psnr_g{gamma:.2f}"] = float(np.mean([min(r["psnr"], 100.0) for r in level]))
+        out[f"test/dark_psnr_g{gamma:.2f}"] = float(
+            np.mean([min(r["dark_psnr"], 100.0) for r in level])
+        )
     out["test/n_images"] = float(len({r["image"] for r in rows}))
     return out
 

@@ -11,6 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.runner.callbacks import EmbedRunConfig
 from experiments.runner.resume import runner_callbacks
 from experiments.runner.rng import keeps_global_rng
 
@@ -74,6 +75,11 @@ def _loggable_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """Plain resolved values of the run's config (no ``hydra`` node), e.g. for checkpoints."""
+    return OmegaConf.to_container(_loggable_config(cfg), resolve=True)
+
+
 @keeps_global_rng  # building them must not change any number
 def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
@@ -107,6 +113,7 @@ def build_trainer(
     callbacks = overrides.pop("callbacks", None)
     if callbacks is None:
         callbacks = build_callbacks(cfg, stage)
+    callbacks = [*callbacks, EmbedRunConfig(resolved_config(cfg))]
     callbacks = runner_callbacks(cfg, list(callbacks), stage)  # exact resume, whatever the config
     kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
     kwargs.update(overrides)

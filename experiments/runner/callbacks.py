@@ -70,3 +70,21 @@ class LastCheckpoint(Callback):
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
+
+
+class EmbedRunConfig(Callback):
+    """Store the run's resolved config in every checkpoint it writes.
+
+    ``pipeline=predict`` and ``load_run`` rebuild the model from the checkpoint alone, so a
+    checkpoint copied to another machine needs neither the training config nor its data.
+    """
+
+    KEY = "run_config"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[self.KEY] = self.config

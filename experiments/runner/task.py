@@ -24,6 +24,7 @@ from experiments.runner.builders import build_loggers, build_trainer
 from experiments.runner.config_tree import print_config_tree
 from experiments.runner.context import RunContext
 from experiments.runner.io import METRICS_FILE, read_json, write_json_atomic
+from experiments.runner.predict import is_predict, predict
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,18 @@ def _optimized(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
 
 
 def instantiate_objects(cfg: DictConfig) -> tuple[Any, Any]:
-    """Build the datamodule and the module (their constructors check the config; no data read)."""
+    """Build the datamodule and the module (their constructors check the config; no data read).
+
+    ``pipeline=predict`` builds neither: the model comes from the checkpoint's own config.
+    """
+    if is_predict(cfg):
+        return None, None
     return _build(cfg, "datamodule"), _build(cfg, "module")
+
+
+def build_pipeline(cfg: DictConfig) -> Any:
+    """The configured pipeline callable, or the predict pipeline for ``pipeline=predict``."""
+    return predict if is_predict(cfg) else instantiate(cfg.pipeline)
 
 
 def _build(cfg: DictConfig, key: str) -> Any:
@@ -128,7 +139,7 @@ def run_task(cfg: DictConfig) -> float | None:
     try:
         L.seed_everything(int(cfg.seed), workers=True)
         datamodule, module = instantiate_objects(cfg)
-        pipeline = instantiate(cfg.pipeline)
+        pipeline = build_pipeline(cfg)
         loggers = build_loggers(cfg, output_dir, sweep_name)
         factory = partial(build_trainer, cfg, output_dir, sweep_name, loggers)
         ctx = RunContext(cfg, output_dir, datamodule, module, factory, loggers)

@@ -23,14 +23,12 @@ from torch import Tensor
 
 from .gmm_stages import GMMStages
 
-__all__ = ["cpp_stages", "load_extension", "clear_stale_lock", "SOURCE"]
+__all__ = ["cpp_stages", "load_extension", "SOURCE"]
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "gmm_cpu_kernels.cpp"
 
-# A build takes about 30 s; a lock file this old was left by a build that was killed midway.
-STALE_LOCK_S = 600.0
 # log_floor passed to the kernels when there is no variance floor (clamps nothing).
 NO_FLOOR = -3.0e38
 
@@ -52,20 +50,6 @@ def _vector_flags() -> list[str]:
     return ["-DCPU_CAPABILITY=DEFAULT"]
 
 
-def clear_stale_lock(build_dir: Path, max_age_s: float = STALE_LOCK_S) -> bool:
-    """Remove ``build_dir/lock`` if a killed build left it (torch would wait on it forever)."""
-    lock = build_dir / "lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    if age < max_age_s:
-        return False
-    log.warning("GMM layer: removing %s, left %.0f min ago by an interrupted build", lock, age / 60)
-    lock.unlink(missing_ok=True)
-    return True
-
-
 def load_extension() -> ModuleType:
     """Build (or load the cached build of) the extension; raises if that is impossible."""
     global _extension
@@ -78,7 +62,8 @@ def load_extension() -> ModuleType:
         root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
         build_dir = root / name
         build_dir.mkdir(parents=True, exist_ok=True)
-        clear_stale_lock(build_dir)
+        # No lock handling of ours: cpp_extension serialises concurrent builds with an OS file
+        # lock (released by the kernel when a build is killed), so there is nothing stale to clear.
         if not any(build_dir.glob("*.so")):
             # A warning so that it shows even where logging is not configured: a silent 30 s
             # pause before the first step would look like a hang.
@@ -120,10 +105,11 @@ def cpp_stages() -> GMMStages | None:
 
 
 def _make_stages(ext: ModuleType) -> GMMStages:
-    def prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor):
+    def prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor, centre, sync_free):
+        # CPU only, so reading the floor check back costs no device sync: sync_free is moot.
         const = w_block.new_empty(w_block.shape[0], s1 - s0)
         lf = NO_FLOOR if log_floor is None else log_floor
-        clamped = ext.prepare(mu3, lv3, log_w, w_block, const, s0, s1 - s0, lf)
+        clamped = ext.prepare(mu3, lv3, log_w, w_block, const, centre, s0, s1 - s0, lf)
         return const, clamped
 
     def densities(comp3, const, total, out, s0, s1):
@@ -136,7 +122,7 @@ def _make_stages(ext: ModuleType) -> GMMStages:
 
     empty = torch.empty(0)
 
-    def param_grads(g_block, mu3, lv3, w_block, r_b, grad_mu3, grad_lv3, s0, s1, lf, mask):
+    def param_grads(g_block, mu3, lv3, w_block, r_b, grad_mu3, grad_lv3, s0, s1, lf, mask, centre):
         ext.grads(
             g_block,
             mu3,
@@ -145,6 +131,7 @@ def _make_stages(ext: ModuleType) -> GMMStages:
             r_b,
             empty if grad_mu3 is None else grad_mu3,
             empty if grad_lv3 is None else grad_lv3,
+            centre,
             s0,
             s1 - s0,
             NO_FLOOR if lf is None else lf,

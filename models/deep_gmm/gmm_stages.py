@@ -34,19 +34,21 @@ class GMMStages:
     """The four stages of one block; ``name`` is what logs and the benchmark report."""
 
     name: str
-    # (mu3, lv3, log_w (g, S), w_block (g, n, 2d), s0, s1, log_floor) -> (const (g, n), floored):
-    # w_block <- [mu * prec, prec], prec = exp(-max(lv, log_floor)); const = log w - (mu^2 prec +
-    # log|Sigma| + d log 2 pi) / 2; ``floored``: whether the floor may have clamped a variance.
+    # (mu3, lv3, log_w (g, S), w_block (g, n, 2d), s0, s1, log_floor, centre (d,), sync_free) ->
+    # (const (g, n), floored): with m = mu - centre (the expansion centre, see gmm_function), w_block <- [m * prec,
+    # prec], prec = exp(-max(lv, log_floor)); const = log w - (m^2 prec + log|Sigma| + d log 2 pi)
+    # / 2; ``floored``: whether the floor may have clamped a variance (always True when sync_free
+    # and there is a floor: the check would read a value back to the host).
     prepare: Callable[..., tuple[Tensor, bool]]
     # (comp3 (B, g, n) = x-dependent part of log(w N), const (g, n), total (B, S), out (B, S),
     # s0, s1): comp3 <- exp(comp3 + const - peak), total[:, s0:s1] <- its sum over g,
     # out[:, s0:s1] <- -log p(x|s).
     densities: Callable[[Tensor, Tensor, Tensor, Tensor, int, int], None]
     # (slab (B, g, n), scale (B, S), s0, s1) -> r_b (g, n): slab <- slab * scale[:, s0:s1] (in
-    # place: the responsibilities), r_b its sum over the batch.
+    # place: the responsibilities) with subnormal values flushed to zero, r_b its sum over the batch.
     responsibilities: Callable[[Tensor, Tensor, int, int], Tensor]
-    # (g_block (g, n, 2d) = [-r^T x, r^T x^2], mu3, lv3, w_block, r_b, grad_mu3 | None,
-    # grad_lv3 | None, s0, s1, log_floor, mask): writes the block's Eq. 2 gradients.
+    # (g_block (g, n, 2d) = [-r^T x, r^T x^2] of the centred x, mu3, lv3, w_block, r_b, grad_mu3 |
+    # None, grad_lv3 | None, s0, s1, log_floor, mask, centre): writes the block's Eq. 2 gradients.
     param_grads: Callable[..., None]
 
 
@@ -58,22 +60,23 @@ def _prepare_eager(
     s0: int,
     s1: int,
     log_floor: float | None,
+    centre: Tensor,
+    sync_free: bool,
 ) -> tuple[Tensor, bool]:
     dim = mu3.shape[-1]
     mu_b, lv_b = mu3[s0:s1].transpose(0, 1), lv3[s0:s1].transpose(0, 1)  # (g, n, d)
     mp, prec_b = w_block[..., :dim], w_block[..., dim:]
     torch.neg(lv_b, out=prec_b)
     # On CPU, clamp (and later mask) only the blocks with a variance under the floor: a max over
-    # the block while it is in cache, instead of a clamp and a masked fill every step. On an
-    # accelerator always clamp: reading the max back would synchronise every step.
-    clamp = log_floor is not None and (
-        w_block.device.type != "cpu" or bool(prec_b.amax() > -log_floor)
-    )
+    # the block while it is in cache, instead of a clamp and a masked fill every step. Sync-free
+    # (on an accelerator) always clamp: reading the max back would synchronise every step.
+    clamp = log_floor is not None and (sync_free or bool(prec_b.amax() > -log_floor))
     if clamp:
         prec_b.clamp_max_(-log_floor)
     neg_lv_sum = prec_b.sum(-1)
-    torch.mul(mu_b, prec_b.exp_(), out=mp)
-    const = torch.linalg.vecdot(mp, mu_b).sub_(neg_lv_sum).add_(dim * LOG_2PI).mul_(-0.5)
+    mc = mu_b - centre  # means relative to the expansion centre
+    torch.mul(mc, prec_b.exp_(), out=mp)
+    const = torch.linalg.vecdot(mp, mc).sub_(neg_lv_sum).add_(dim * LOG_2PI).mul_(-0.5)
     return const.add_(log_w[:, s0:s1]), clamp
 
 
@@ -90,6 +93,9 @@ def _densities_eager(
 
 def _responsibilities_eager(slab: Tensor, scale: Tensor, s0: int, s1: int) -> Tensor:
     r3 = slab.mul_(scale[:, None, s0:s1])
+    # Flush subnormals to zero: they feed two matrix products, which run up to 20x slower on
+    # subnormal inputs on some CPUs (Intel with MKL), whatever the global FTZ/DAZ setting.
+    r3.masked_fill_(r3.abs() < torch.finfo(r3.dtype).tiny, 0.0)
     return torch.sum(r3, dim=0)
 
 
@@ -105,9 +111,10 @@ def _param_grads_eager(
     s1: int,
     log_floor: float | None,
     mask: bool,
+    centre: Tensor,
 ) -> None:
     dim = mu3.shape[-1]
-    mu_b = mu3[s0:s1].transpose(0, 1)
+    mu_b = mu3[s0:s1].transpose(0, 1) - centre  # relative to the expansion centre, as x
     prec = w_block[..., dim:]
     a, q = g_block[..., :dim], g_block[..., dim:]  # a = -r^T x, q = r^T x^2 (scratch)
     r_col = r_b.unsqueeze(-1)

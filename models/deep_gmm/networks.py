@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from core.checks import ConfigError, check_choice, check_positive, check_range
+
 from .gmm_layer import GMMLayer
+from .gmm_stages import KERNEL_CHOICES
 from .prior import OnlineLogPrior
-from .subspace_gmm_layer import SubspaceGMMLayer
+from .subspace_gmm_layer import SUBSPACE_SHARING, SubspaceGMMLayer
 
 __all__ = ["HiddenLayer", "HiddenStack", "DNN", "DeepGMM"]
 
@@ -36,11 +39,34 @@ class HiddenStack(nn.Sequential):
         self.out_features = dims[-1]
 
 
-def _check_sizes(name: str, in_features: int, num_states: int) -> None:
-    if in_features < 1 or num_states < 2:
-        raise ValueError(
-            f"{name}: need in_features >= 1 and num_states >= 2, got {in_features}, {num_states}"
-        )
+def _check_sizes(in_features: int, num_states: int, width: int, depth: int) -> None:
+    """Config errors naming the ``model.*`` key, raised before any layer is built."""
+    check_positive("model.in_features", in_features, integer=True)
+    if not isinstance(num_states, int) or num_states < 2:
+        raise ConfigError("model.num_states", f"got {num_states!r}; expected an integer >= 2")
+    if not isinstance(depth, int) or depth < 0:
+        raise ConfigError("model.depth", f"got {depth!r}; expected an integer >= 0")
+    if depth > 0:
+        check_positive("model.width", width, integer=True)
+
+
+def _check_gmm(
+    gmm_dim: int,
+    gmm_components: int,
+    var_floor: float | None,
+    subspace: str | None,
+    subspace_dim: int,
+    gmm_kernels: str,
+) -> None:
+    """GMM(d, g) needs d >= 1 and g >= 1; a zero would only fail deep inside the layer."""
+    check_positive("model.gmm_dim", gmm_dim, integer=True)
+    check_positive("model.gmm_components", gmm_components, integer=True)
+    if var_floor is not None:
+        check_range("model.var_floor", var_floor, 0)
+    if subspace is not None:
+        check_choice("model.subspace", subspace, [None, *SUBSPACE_SHARING])
+        check_positive("model.subspace_dim", subspace_dim, integer=True)
+    check_choice("model.gmm_kernels", gmm_kernels, KERNEL_CHOICES)
 
 
 class DNN(nn.Module):
@@ -50,7 +76,7 @@ class DNN(nn.Module):
         self, in_features: int = 1040, num_states: int = 2432, width: int = 2560, depth: int = 8
     ) -> None:
         super().__init__()
-        _check_sizes("DNN", in_features, num_states)
+        _check_sizes(in_features, num_states, width, depth)
         self.num_states = num_states
         self.hidden = HiddenStack(in_features, width, depth)
         self.output = nn.Linear(self.hidden.out_features, num_states)
@@ -83,7 +109,8 @@ class DeepGMM(nn.Module):
         gmm_kernels: str = "auto",
     ) -> None:
         super().__init__()
-        _check_sizes("DeepGMM", in_features, num_states)
+        _check_sizes(in_features, num_states, width, depth)
+        _check_gmm(gmm_dim, gmm_components, var_floor, subspace, subspace_dim, gmm_kernels)
         self.num_states = num_states
         self.hidden = HiddenStack(in_features, width, depth)
         h = self.hidden.out_features

@@ -18,12 +18,26 @@ row's input.
 from __future__ import annotations
 
 import math
+import warnings
 
 import gpytorch
+import numpy as np
 import torch
 
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 _LOG2E = 1.0 / math.log(2.0)
+_EPS32 = float(torch.finfo(torch.float32).eps)
+
+
+class GPConditioningWarning(UserWarning):
+    """The fitted GP needs float64 (its posterior-mean terms cancel in float32)."""
+
+
+def _even_rows(n: int, m: int | None) -> torch.Tensor | None:
+    """``m`` evenly spaced row indices of ``n`` (the toolbox's grid sampling), None for all."""
+    if m is None or n <= m:
+        return None
+    return torch.from_numpy(np.unique(np.round(np.linspace(0, n - 1, m)).astype(np.int64)))
 
 
 class ExactSEGP:
@@ -39,25 +53,64 @@ class ExactSEGP:
         min_noise: float = 1e-4,
         min_lengthscale: float = 1e-2,
         jitter: float = 1e-8,
+        lengthscale_range: tuple[float, float] = (0.5, 10.0),
+        max_outputscale: float = 100.0,
+        max_noise: float = 1e3,
+        hyper_rows: int | None = None,
+        float32_tolerance: float = 2e-4,
     ) -> None:
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
+        lo, hi = (float(v) for v in lengthscale_range)
+        if not 0.0 <= lo < hi:
+            raise ValueError(f"lengthscale_range must be 0 <= low < high, got {lengthscale_range}")
+        if hyper_rows is not None and hyper_rows < 2:
+            raise ValueError(f"hyper_rows must be >= 2 or None, got {hyper_rows}")
         self.iterations = iterations
         self.jitter = jitter
-        self.min_lengthscale = min_lengthscale
         # Floors keep the marginal likelihood away from its degenerate interpolating optimum
         # (length-scale -> 0, noise -> 0) on 8-bit images with many duplicate patches: 1e-4 on
         # standardised targets is about the variance of 8-bit quantisation; a length-scale of
         # 0.01 is ~2.5 grey levels.
-        rbf = gpytorch.kernels.RBFKernel(
-            lengthscale_constraint=gpytorch.constraints.GreaterThan(min_lengthscale)
-        )
-        self.kernel = gpytorch.kernels.ScaleKernel(rbf).double()
-        self.likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            noise_constraint=gpytorch.constraints.GreaterThan(min_noise)
-        ).double()
+        self.min_lengthscale, self.min_noise = min_lengthscale, min_noise
+        # Bounds relative to the training inputs (set per fit, see :meth:`_bounds`): below the
+        # typical spacing of the inputs the posterior mean falls back to the prior mean between
+        # them (the k = 10 collapse); far above their diameter, with an unbounded signal
+        # variance, a near-linear reference drives (l, s) to (1e3, 1e6) and the prediction
+        # cancels. Targets are standardised, so a signal variance of 100 is already extreme.
+        self.lengthscale_range = (lo, hi)
+        self.max_outputscale, self.max_noise = max_outputscale, max_noise
+        self.hyper_rows, self.float32_tolerance = hyper_rows, float32_tolerance
+        self._build(min_lengthscale, 1e6)
         self.alpha: torch.Tensor | None = None
         self.x_train: torch.Tensor | None = None
+        self.bounds_hit: list[str] = []
+
+    def _build(self, ls_low: float, ls_high: float) -> None:
+        """gpytorch kernel and likelihood whose constraints are the bounds of this fit."""
+        rbf = gpytorch.kernels.RBFKernel(
+            lengthscale_constraint=gpytorch.constraints.Interval(ls_low, ls_high)
+        )
+        self.kernel = gpytorch.kernels.ScaleKernel(
+            rbf, outputscale_constraint=gpytorch.constraints.Interval(1e-6, self.max_outputscale)
+        ).double()
+        self.likelihood = gpytorch.likelihoods.GaussianLikelihood(
+            noise_constraint=gpytorch.constraints.Interval(self.min_noise, self.max_noise)
+        ).double()
+
+    def _bounds(self, sq_dist: torch.Tensor) -> tuple[float, float]:
+        """Length-scale bounds from the training inputs: [lo * median nearest-neighbour
+        distance, hi * diameter], never below ``min_lengthscale``."""
+        lo, hi = self.lengthscale_range
+        d = sq_dist.sqrt()
+        diameter = float(d.max()) if d.numel() else 0.0
+        off = d + torch.diag(torch.full((len(d),), float("inf"), dtype=d.dtype))
+        nn = off.min(1).values
+        nn = nn[torch.isfinite(nn) & (nn > 0)]
+        spacing = float(nn.median()) if nn.numel() else 0.0
+        low = max(self.min_lengthscale, lo * spacing)
+        high = max(hi * diameter, 4.0 * low)
+        return low, high
 
     # ---- hyper-parameters -------------------------------------------------------------
     @property
@@ -104,14 +157,15 @@ class ExactSEGP:
         scale = None if counts is None else 1.0 / counts
         return _GaussianNLL.apply(self._covariance(x, sq_dist, scale), y)
 
-    def _init_from_data(self, x: torch.Tensor) -> None:
-        """Length-scale = median pairwise distance; unit signal variance; noise 1 %."""
+    def _init_from_data(self, sq_dist: torch.Tensor, low: float, high: float) -> None:
+        """Length-scale = median pairwise distance (inside the bounds); unit signal variance;
+        noise 1 %."""
         with torch.no_grad():
-            dist = torch.cdist(x, x)
-            off = dist[~torch.eye(len(x), dtype=torch.bool)]
+            off = sq_dist[~torch.eye(len(sq_dist), dtype=torch.bool)].sqrt()
             med = float(off.median()) if off.numel() else 1.0
-            floor = 2.0 * self.min_lengthscale  # very dark images: tiny distances
-            self.kernel.base_kernel.lengthscale = max(med, floor) if med > 1e-6 else 1.0
+            med = med if med > 1e-6 else 1.0
+            # strictly inside (low, high): the Interval transform is a sigmoid
+            self.kernel.base_kernel.lengthscale = min(max(med, 2.0 * low), 0.5 * (low + high))
             self.kernel.outputscale = 1.0
             self.likelihood.noise = 1e-2
 
@@ -143,18 +197,45 @@ class ExactSEGP:
         std = float((y - self.y_mean).square().sum() / max(y.numel() - 1, 1)) ** 0.5
         self.y_std = std if std > 1e-8 else 1.0
         ys = (y - self.y_mean) / self.y_std
-        self._init_from_data(x)
         sq_dist = torch.cdist(x, x).square()
+        scale = torch.ones(len(x), dtype=x.dtype) if counts is None else 1.0 / counts
+        # The GPML super-resolution toolbox GPE builds on fits the hyper-parameters on 100
+        # grid-sampled rows and conditions on all of them (``hyper_rows``).
+        fit_rows = _even_rows(len(x), self.hyper_rows)
+        sub = sq_dist if fit_rows is None else sq_dist[fit_rows][:, fit_rows]
+        low, high = self._bounds(sub)
+        self._build(low, high)
+        self._init_from_data(sub, low, high)
         if self.iterations > 0:
-            self._optimise(
-                sq_dist, ys, torch.ones(len(x), dtype=x.dtype) if counts is None else 1.0 / counts
-            )
+            if fit_rows is None:
+                self._optimise(sq_dist, ys, scale)
+            else:
+                self._optimise(sub, ys[fit_rows], scale[fit_rows])
+        self.bounds_hit = self._at_bounds(low, high)
         with torch.no_grad():
-            scale = None if counts is None else 1.0 / counts
-            chol = _cholesky(self._covariance(x, sq_dist, scale))
+            chol = _cholesky(self._covariance(x, sq_dist, None if counts is None else scale))
             self.alpha = torch.cholesky_solve(ys, chol)
         self.x_train = x
         return self
+
+    def _at_bounds(self, low: float, high: float) -> list[str]:
+        """Names of the hyper-parameters that ended (within 1 %) at a bound of this fit."""
+        hit = []
+        for name, value, lo, hi in (
+            ("lengthscale", self.lengthscale, low, high),
+            ("outputscale", self.outputscale, 1e-6, self.max_outputscale),
+            ("noise", self.noise, self.min_noise, self.max_noise),
+        ):
+            if value <= lo * 1.01 or value >= hi * 0.99:
+                hit.append(f"{name}={value:.3g} (bounds {lo:.3g}..{hi:.3g})")
+        return hit
+
+    def cancellation(self) -> float:
+        """sum_j s |alpha_j| in output units: how large the terms of the posterior-mean sum
+        are; float32 loses about eps32 times this to cancellation."""
+        if self.alpha is None:
+            raise RuntimeError("call fit() before predict()")
+        return float(self.alpha.abs().sum(0).max()) * self.outputscale * self.y_std
 
     def _raw(self) -> list[tuple[torch.nn.Parameter, gpytorch.constraints.Interval]]:
         """(raw parameter, constraint) of length-scale, signal variance and noise."""
@@ -194,7 +275,7 @@ class ExactSEGP:
 
     @torch.no_grad()
     def predict(
-        self, xq: torch.Tensor, chunk: int = 2048, dtype: torch.dtype = torch.float32
+        self, xq: torch.Tensor, chunk: int = 2048, dtype: torch.dtype | None = None
     ) -> torch.Tensor:
         """Posterior mean at (n, d) queries -> (n, m), as exp2(A' B'^T) @ alpha per chunk.
 
@@ -203,9 +284,26 @@ class ExactSEGP:
         distances and the signal variance into one (chunk x (d+2)) @ ((d+2) x k) product, then
         one exp2 (cheaper than exp, same values) and one (chunk x k) @ (k x m) product. Centring
         keeps the float32 cancellation error of the expanded distance small.
+
+        ``dtype=None`` predicts in float32 unless its cancellation error
+        (eps32 x :meth:`cancellation`) would exceed ``float32_tolerance`` (in target units,
+        2e-4 ~ 1/20 of an 8-bit level), then in float64 with a warning.
         """
         if self.alpha is None or self.x_train is None:
             raise RuntimeError("call fit() before predict()")
+        if dtype is None:
+            dtype = torch.float32
+            err = _EPS32 * self.cancellation()
+            if err > self.float32_tolerance:
+                dtype = torch.float64
+                warnings.warn(
+                    f"GP prediction in float64: float32 would lose ~{err:.2g} to cancellation "
+                    f"(length-scale {self.lengthscale:.3g}, signal variance "
+                    f"{self.outputscale:.3g}; hyper-parameters at a bound: "
+                    f"{', '.join(self.bounds_hit) or 'none'})",
+                    GPConditioningWarning,
+                    stacklevel=3,
+                )
         ls, s = self.lengthscale, self.outputscale
         centre = self.x_train.mean(0, keepdim=True)
         b = (self.x_train - centre) / ls

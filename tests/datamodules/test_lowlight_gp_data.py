@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.checks import ConfigError
+from core.errors import DataError
 from datamodules.lowlight_gp.darken import GAMMAS, LEVELS, darken
 from datamodules.lowlight_gp.datamodule import LowLightDataModule
 from datamodules.lowlight_gp.embedded import write_embedded
@@ -40,32 +41,98 @@ def test_levels_are_the_original_plus_25_gammas():
         darken(img, 0.5)
 
 
-def test_folder_reports_and_skips_bad_images(tmp_path, caplog):
+def test_folder_converts_grey_rgba_16bit_and_skips_unusable_images(tmp_path, caplog):
     good = _photo()
     _write(tmp_path / "a" / "good.png", good)
     _write(tmp_path / "good2.jpg", _photo(seed=1))
     _write(tmp_path / "grey.png", good[..., 0])
     _write(tmp_path / "rgba.png", np.dstack([good, np.full(good.shape[:2], 255, np.uint8)]))
-    _write(tmp_path / "deep.png", good.astype(np.uint16) * 256)
+    _write(tmp_path / "deep.png", good.astype(np.uint16) * 257)
     _write(tmp_path / "tiny.png", good[:10, :10])
     _write(tmp_path / "flat.png", np.full_like(good, 77))
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     images, bad = read_folder(tmp_path, min_size=32)
-    assert [im.name for im in images] == ["good", "good2"]
-    assert np.array_equal(images[0].rgb, good[..., ::-1])  # BGR on disk -> RGB
+    by_name = {im.name: im.rgb for im in images}
+    assert sorted(by_name) == ["deep", "good", "good2", "grey", "rgba"]
+    assert np.array_equal(by_name["good"], good[..., ::-1])  # BGR on disk -> RGB
+    assert np.array_equal(by_name["grey"], np.repeat(good[..., :1], 3, 2))
+    assert np.array_equal(by_name["rgba"], good[..., ::-1])
+    assert np.array_equal(by_name["deep"], good[..., ::-1])  # 16-bit -> 8-bit
     reasons = {p.name: r for p, r in bad}
-    assert set(reasons) == {
-        "grey.png",
-        "rgba.png",
-        "deep.png",
-        "tiny.png",
-        "flat.png",
-        "broken.jpg",
-    }
-    assert "grayscale" in reasons["grey.png"] and "RGBA" in reasons["rgba.png"]
-    assert "16" in reasons["deep.png"] and "smaller" in reasons["tiny.png"]
-    assert "constant" in reasons["flat.png"] and "unreadable" in reasons["broken.jpg"]
+    assert set(reasons) == {"tiny.png", "flat.png", "broken.jpg"}
+    assert "smaller" in reasons["tiny.png"] and "constant" in reasons["flat.png"]
+    assert "not an image" in reasons["broken.jpg"]
     assert "skipping" in caplog.text
+    # conversions are counted and named in one warning
+    assert "3 conversions" in caplog.text and "grey.png" in caplog.text
+
+
+def _jpeg(path: Path, img: np.ndarray, **exif) -> bytes:
+    from PIL import Image
+
+    pil = Image.fromarray(img)
+    kwargs = {}
+    if exif:
+        e = Image.Exif()
+        e[0x0112] = exif["orientation"]
+        kwargs["exif"] = e
+    pil.save(path, "JPEG", quality=92, **kwargs)
+    return path.read_bytes()
+
+
+def test_folder_skips_truncated_and_bit_flipped_jpegs_and_applies_exif(tmp_path, caplog):
+    img = _photo(96, 128)
+    raw = _jpeg(tmp_path / "ok.jpg", img)
+    (tmp_path / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
+    sos = raw.index(b"\xff\xda")
+    flipped = bytearray(raw)
+    flipped[sos + (len(raw) - sos) // 2] ^= 0x10  # one bit in the entropy-coded data
+    (tmp_path / "flipped.jpg").write_bytes(bytes(flipped))
+    _jpeg(tmp_path / "phone.jpg", img, orientation=6)  # stored landscape, shown rotated 90
+    images, bad = read_folder(tmp_path, min_size=32)
+    by_name = {im.name: im.rgb for im in images}
+    assert sorted(by_name) == ["ok", "phone"]
+    assert by_name["ok"].shape == (96, 128, 3)
+    assert by_name["phone"].shape == (128, 96, 3)  # upright
+    assert np.abs(by_name["phone"].astype(float) - np.rot90(by_name["ok"], -1)).mean() < 2
+    reasons = {p.name: r for p, r in bad}
+    assert set(reasons) == {"truncated.jpg", "flipped.jpg"}
+    assert "truncated" in reasons["truncated.jpg"] and "corrupt" in reasons["flipped.jpg"]
+    assert "EXIF orientation 6" in caplog.text
+    # nothing usable left: a DataError naming the folder
+    for name in ("ok.jpg", "phone.jpg"):
+        (tmp_path / name).unlink()
+    with pytest.raises(DataError, match="none of its 2 image files is usable"):
+        read_folder(tmp_path)
+
+
+def test_read_folder_streams_resized_8bit_copies(tmp_path, monkeypatch):
+    # Each image is resized before the next is decoded: at most one full-resolution array
+    # is alive at a time, and what is kept is the resized uint8 copy.
+    for i in range(4):
+        _write(tmp_path / f"{i}.png", _photo(300, 400, seed=i))
+    import datamodules.lowlight_gp.folder as folder
+
+    alive, peak = [0], [0]
+    real = folder.load_rgb
+
+    def counting(path, min_size=32):
+        rgb, notes = real(path, min_size)
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        return rgb, notes
+
+    real_resize = folder.cv2.resize
+
+    def resize(img, size, interpolation):
+        alive[0] -= 1
+        return real_resize(img, size, interpolation=interpolation)
+
+    monkeypatch.setattr(folder, "load_rgb", counting)
+    monkeypatch.setattr(folder.cv2, "resize", resize)
+    images, _ = read_folder(tmp_path, size=64)
+    assert peak[0] == 1 and len(images) == 4
+    assert all(im.rgb.shape == (64, 64, 3) and im.rgb.dtype == np.uint8 for im in images)
 
 
 def test_embedded_photographs_are_written_once_and_read_back(tmp_path):
@@ -83,14 +150,16 @@ def test_embedded_photographs_are_written_once_and_read_back(tmp_path):
 def test_datamodule_splits_and_yields_pairs(tmp_path):
     for i in range(5):
         _write(tmp_path / "coco" / f"im{i}.jpg", _photo(seed=i))
-    _write(tmp_path / "coco" / "grey.png", _photo()[..., 0])
+    _write(tmp_path / "coco" / "grey.png", _photo()[..., 0])  # converted to RGB
+    (tmp_path / "coco" / "broken.jpg").write_bytes(b"not an image")  # skipped
     dm = LowLightDataModule(
         data_dir=str(tmp_path / "coco"), n_test=2, n_val=1, eval_size=64, crop_size=32,
         train_samples=8, val_samples=4, batch_size=4,
     )  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.test_images) == 2 and len(dm.train_images) == 2 and len(dm.skipped) == 1
+    assert len(dm.test_images) == 2 and len(dm.train_images) == 3 and len(dm.skipped) == 1
+    assert all(im.dtype == np.uint8 and im.shape == (64, 64, 3) for im in dm.train_images)
     assert dm.test_images[0][1].shape == (64, 64, 3)
     dark, bright = next(iter(dm.train_dataloader()))
     assert dark.shape == bright.shape == (4, 3, 32, 32) and dark.dtype == torch.float32
@@ -128,3 +197,20 @@ def test_training_crops_depend_only_on_seed_and_epoch(tmp_path):
     assert torch.equal(next(iter(la))[0], next(iter(lb))[0])  # same (seed, epoch) -> same crops
     lb.sampler.set_epoch(2)
     assert not torch.equal(next(iter(la))[0], next(iter(lb))[0])
+
+
+def test_gpe_cnn_download_keeps_only_a_file_with_the_published_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    from datamodules.lowlight_gp import download
+
+    src = tmp_path / "src.mat"
+    src.write_bytes(b"MATLAB 5.0 MAT-file stand-in")
+    url = src.as_uri()
+    with pytest.raises(DataError, match="SHA-256"):
+        download.download_gpe_cnn(tmp_path / "out", url=url)
+    assert not (tmp_path / "out" / "cnnmodel.mat").exists()
+    monkeypatch.setattr(download, "GPE_CNN_SHA256", hashlib.sha256(src.read_bytes()).hexdigest())
+    path = download.download_gpe_cnn(tmp_path / "out", url=url)
+    assert path.read_bytes() == src.read_bytes()
+    assert download.download_gpe_cnn(tmp_path / "out", url="file:///nonexistent") == path  # cached

@@ -36,6 +36,8 @@ def test_lowlight_gp_run_writes_metrics_images_and_figures(tmp_path):
                 "time_gp_fit", "time_predict", "dark_psnr"):  # fmt: skip
         assert f"test/{key}" in m, key
     assert m["test/psnr"] > m["test/dark_psnr"]  # the enhancer brightens
+    # PSNR per darkening level: the original (gamma 1) and the one darkened level
+    assert {"test/psnr_g1.00", "test/psnr_g4.29", "test/dark_psnr_g4.29"} <= set(m)
     assert 0 <= m["test/precision"] <= 1 and 0 <= m["test/f1"] <= 1
     rows = list(csv.DictReader((run_dir / "per_image.csv").open()))
     assert [float(r["gamma"]) for r in rows] == [1.0, 4.2917]
@@ -52,6 +54,26 @@ def test_lowlight_gp_bad_k_is_a_config_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "lowlight.enhancer.k" in proc.stdout + proc.stderr
+
+
+def test_lowlight_gp_missing_gpe_cnn_is_a_config_error(tmp_path):
+    # In-process (the runner's exit code 2 for a ConfigError is the test above): the check
+    # runs in resolve_settings, before the datamodule reads anything.
+    from omegaconf import OmegaConf
+
+    from core.checks import ConfigError
+    from experiments.lowlight_gp.pipeline import resolve_settings
+
+    exp = OmegaConf.load("conf/experiment/lowlight_gp.yaml")
+    ll = OmegaConf.to_container(exp.lowlight, resolve=False)
+    ll.update(reference_cnn="gpe", gpe_cnn=str(tmp_path / "none.mat"))
+    ll["enhancer"]["mode"] = "cm"
+    ll["enhancer"]["seed"] = 0
+    with pytest.raises(ConfigError, match="lowlight.gpe_cnn"):
+        resolve_settings(OmegaConf.create({"lowlight": ll}))
+    ll["reference_cnn"] = "srcnn"
+    with pytest.raises(ConfigError, match="lowlight.reference_cnn"):
+        resolve_settings(OmegaConf.create({"lowlight": ll}))
 
 
 @pytest.mark.slow

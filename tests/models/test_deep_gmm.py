@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from core.checks import ConfigError
 from models.deep_gmm import (
     DNN,
     DeepGMM,
@@ -211,8 +212,9 @@ def _count(model) -> float:
         (lambda: DeepGMM(1040, 2432, depth=0, gmm_dim=272, gmm_components=41), 54.0),
         (lambda: DeepGMM(1040, 2432, width=2560, depth=7, gmm_dim=480, gmm_components=5), 54.0),
         (lambda: DeepGMM(1040, 2432, width=2560, depth=1, gmm_dim=272, gmm_components=5), 10.0),
+        (lambda: DeepGMM(1040, 2432, depth=0, gmm_dim=39, gmm_components=21), 4.0),
     ],
-    ids=["dnn8", "dgmm7_272x5", "shallow_gmm_272x41", "dgmm7_480x5", "dgmm1"],
+    ids=["dnn8", "dgmm7_272x5", "shallow_gmm_272x41", "dgmm7_480x5", "dgmm1", "table2_39x21"],
 )
 def test_paper_parameter_counts_on_meta(build, millions):
     with torch.device("meta"):
@@ -236,6 +238,26 @@ def test_bad_arguments_raise():
         gmm_nll(torch.randn(2, 3), torch.randn(6, 4), torch.randn(6, 4), torch.randn(3, 2))
     with pytest.raises(ValueError, match="chunk_states"):
         gmm_nll(*_params(), chunk_states=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"gmm_dim": 0}, "model.gmm_dim"),
+        ({"gmm_components": 0}, "model.gmm_components"),
+        ({"gmm_dim": 2.5}, "model.gmm_dim"),
+        ({"depth": -1}, "model.depth"),
+        ({"num_states": 1}, "model.num_states"),
+        ({"subspace": "means"}, "model.subspace"),
+        ({"subspace": "mean", "subspace_dim": 0}, "model.subspace_dim"),
+        ({"gmm_kernels": "fused"}, "model.gmm_kernels"),
+        ({"var_floor": -1.0}, "model.var_floor"),
+    ],
+)
+def test_bad_model_config_is_a_config_error_naming_the_key(kwargs, key):
+    args = {"in_features": 12, "num_states": 5, "width": 8, "depth": 1, **kwargs}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        DeepGMM(**args)
 
 
 def test_mixed_precision_input_runs_in_the_parameters_precision():

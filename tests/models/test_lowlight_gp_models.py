@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gpytorch
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 from models.lowlight_gp import patches as patches_module
 from models.lowlight_gp.color import rgb_to_ycbcr, ycbcr_to_rgb
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes
-from models.lowlight_gp.gp import ExactSEGP, _GaussianNLL, _nll_and_grad
+from models.lowlight_gp.gp import ExactSEGP, GPConditioningWarning, _GaussianNLL, _nll_and_grad
 from models.lowlight_gp.lime import lime_enhance
 from models.lowlight_gp.patches import (
     centre_index,
@@ -198,7 +200,10 @@ def test_approximation_tends_to_the_full_gp_as_k_grows(weight_centres):
         for k in (3, 30, 300, 432)
     ]
     assert gaps[3] < gaps[2] < gaps[1] < gaps[0]
-    assert gaps[2] < 0.005 and gaps[3] < 1e-3
+    # k = 300: 0.009 (weighted) / 0.009 (plain); the bounded fit of the full GP reaches a lower
+    # negative log marginal likelihood (-1.2853) than the old unbounded one (-1.2798), which
+    # happened to sit closer to the k = 300 fit.
+    assert gaps[2] < 0.012 and gaps[3] < 1e-3
 
 
 def test_weighted_centres_give_the_full_gp_posterior_of_duplicated_pairs():
@@ -252,9 +257,13 @@ def test_lime_brightens_a_dark_image():
     dark = img**3
     out = lime_enhance(dark)
     assert out.shape == img.shape and out.min() >= 0 and out.max() <= 1
-    assert psnr(out, img) > psnr(dark, img) + 3.0
+    # the sped-up solver's strong smoothing on this smooth synthetic image over-enhances
+    # its brightest part (LIME's known failure); it still brightens and gains PSNR overall
+    assert out.mean() > 1.4 * dark.mean() and psnr(out, img) > psnr(dark, img) + 2.0
+    grey = lime_enhance(dark[..., 0])  # a grey image is repeated into RGB
+    assert grey.shape == img.shape and np.allclose(grey[..., 0], grey[..., 1])
     with pytest.raises(ValueError, match="RGB"):
-        lime_enhance(dark[..., 0])
+        lime_enhance(dark[None])
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -280,3 +289,215 @@ def test_gp_on_nearly_black_patches_starts_inside_the_length_scale_bound():
     x = torch.rand(30, 9, dtype=torch.float64) * 1e-3  # median distance << 0.01
     gp = ExactSEGP(iterations=3).fit(x, x.sum(1))
     assert gp.lengthscale >= 0.01 and torch.isfinite(gp.predict(x)).all()
+
+
+# ---- numerical safety ------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["lm", "cm"])
+@pytest.mark.parametrize("kind", ["identity", "linear"])
+def test_identity_and_linear_references_are_reproduced(mode, kind):
+    # A reference that is (close to) a linear function of the input used to drive the
+    # length-scale to ~1e3 and the signal variance to ~1e6; the float32 prediction then
+    # cancelled (6.9 dB against the reference). Bounded hyper-parameters + the float64
+    # fallback reproduce the reference.
+    img = smooth_image(32, 32, seed=1)
+    dark = np.round(img**3 * 255) / 255
+    ref = to_planes(dark, mode)
+    if kind == "linear":
+        ref = 0.1 + 1.5 * ref
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GPConditioningWarning)
+        en = GPEnhancer(mode, k=30, gp_iterations=30)
+        planes = en.enhance_planes(to_planes(dark, mode), ref)[0]
+    assert psnr(planes, ref) > 35.0
+
+
+def test_gp_hyper_parameters_stay_in_bounds_and_float64_fallback_warns():
+    torch.manual_seed(0)
+    x = torch.rand(40, 9, dtype=torch.float64) * 0.2
+    y = x.mean(1)  # exactly linear: the unbounded optimum runs away
+    gp = ExactSEGP(iterations=50).fit(x, y)
+    diameter = float(torch.cdist(x, x).max())
+    assert gp.lengthscale <= 10 * diameter * 1.0001 and gp.outputscale <= 100.0001
+    xq = torch.rand(200, 9, dtype=torch.float64) * 0.2
+    exact = gp.predict(xq, dtype=torch.float64)
+    assert (exact[:, 0] - xq.mean(1)).abs().max() < 2e-3
+    gp.float32_tolerance = 1e-12  # force the fallback: float64, with a warning that says why
+    with pytest.warns(GPConditioningWarning, match="float64"):
+        auto = gp.predict(xq)
+    assert auto.dtype == torch.float64 and torch.allclose(auto, exact)
+
+
+def test_k10_seed_sweep_on_a_real_photo_does_not_collapse():
+    # china (scikit-learn) at 128 x 128, gamma 5.54, LM, k = 10: with the old default
+    # (weighted centres, no length-scale bound) one k-means seed in six collapsed the
+    # length-scale to its 0.01 floor (12.7 vs 14.1-14.5 dB at the others).
+    import cv2
+    from sklearn.datasets import load_sample_image
+
+    img = cv2.resize(load_sample_image("china.jpg"), (128, 128), interpolation=cv2.INTER_AREA)
+    img = img / 255.0
+    dark = np.round(img**5.54 * 255) / 255
+    ref = to_planes(img, "lm")
+    vals = [psnr(GPEnhancer("lm", k=10, seed=s).enhance(dark, ref).image, img) for s in range(4)]
+    assert min(vals) > psnr(dark, img) + 5.0
+    assert max(vals) - min(vals) < 1.2, vals  # 0.89 dB here: k-means' own spread at k = 10
+
+
+# ---- API misuse --------------------------------------------------------------------------------
+def test_enhancer_converts_uint8_and_grey_and_refuses_nan_and_0_255_floats():
+    img = smooth_image(24, 24)
+    dark = np.round(img**3 * 255) / 255
+    ref = to_planes(img, "cm")
+    en = GPEnhancer("cm", k=8, gp_iterations=5)
+    as_float = en.enhance(dark, ref).image
+    as_uint8 = en.enhance(np.round(dark * 255).astype(np.uint8), ref).image
+    assert np.allclose(as_float, as_uint8, atol=1e-6)  # 0-255 uint8 is divided by 255
+    grey = GPEnhancer("lm", k=8, gp_iterations=5).enhance(dark[..., 0], to_planes(img, "lm"))
+    assert grey.image.shape == (24, 24, 3)
+    bad = dark.copy()
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        en.enhance(bad, ref)
+    with pytest.raises(ValueError, match="divide by 255"):
+        en.enhance(dark * 255.0, ref)
+    with pytest.raises(ValueError, match="NaN"):
+        en.enhance(dark, np.full_like(ref, np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        en.enhance(dark[None], ref)
+
+
+# ---- exposure-aware mode -----------------------------------------------------------------------
+def test_exposure_skip_and_blend_leave_a_bright_image_alone_and_enhance_a_dark_one():
+    img = smooth_image(24, 24)  # mean luminance ~0.5: normally exposed
+    dark = np.round(img**4 * 255) / 255
+    brighter = np.clip(to_planes(img, "cm") * 1.3, 0, 1)  # a CNN that always brightens
+    paper = GPEnhancer("cm", k=8, gp_iterations=5).enhance(img, brighter).image
+    skip = GPEnhancer("cm", k=8, gp_iterations=5, exposure="skip").enhance(img, brighter).image
+    assert np.array_equal(skip, img) and psnr(paper, img) < 30
+    blend = GPEnhancer("cm", k=8, gp_iterations=5, exposure="blend", exposure_range=(0.0, 1.0))
+    w = blend.input_weight(img)
+    assert 0 < w < 1
+    assert np.allclose(blend.enhance(img, brighter).image, (1 - w) * paper + w * img, atol=1e-5)
+    dark_skip = GPEnhancer("cm", k=8, gp_iterations=5, exposure="skip").enhance(dark, brighter)
+    dark_paper = GPEnhancer("cm", k=8, gp_iterations=5).enhance(dark, brighter)
+    assert np.allclose(dark_skip.image, dark_paper.image)  # a dark input is enhanced as before
+    with pytest.raises(ValueError, match="exposure"):
+        GPEnhancer(exposure="auto")
+
+
+# ---- the GPML toolbox's forms (GPE) ------------------------------------------------------------
+def test_toolbox_input_form_uses_the_8_neighbours_and_the_input_mean():
+    img = smooth_image(32, 32)
+    dark = np.round(img**3 * 255) / 255
+    ref = to_planes(dark, "lm") + 0.2  # a constant brightening: the input-mean prior + 0.2
+    en = GPEnhancer("lm", k=30, features="neighbours", gp_mean="input_mean", gp_iterations=20)
+    ts = en.training_set(to_planes(dark, "lm"), ref)
+    assert ts.x.shape[1] == 8  # the centre pixel is the target, not a feature
+    out = en.enhance(dark, ref).image
+    assert psnr(to_planes(out, "lm"), np.clip(ref, 0, 1)) > 30
+    with pytest.raises(ValueError, match="neighbours"):
+        GPEnhancer(features="neighbours", target="patch")
+
+
+def test_gpe_fits_hyper_parameters_on_100_evenly_spaced_pairs_and_conditions_on_all(monkeypatch):
+    img = smooth_image(48, 48)
+    dark = np.round(img**3 * 255) / 255
+    ref = to_planes(img, "lm")
+    sizes = []
+    real = ExactSEGP._optimise
+
+    def spy(self, sq_dist, ys, scale):
+        sizes.append(len(sq_dist))
+        return real(self, sq_dist, ys, scale)
+
+    monkeypatch.setattr(ExactSEGP, "_optimise", spy)
+    res = GPEnhancer("lm", selection="gpe", gp_iterations=5).enhance(dark, ref)
+    assert res.n_train > 100 and sizes == [100]
+    sizes.clear()
+    GPEnhancer("lm", selection="gpe", gp_iterations=5, gpe_hyper_points=None).enhance(dark, ref)
+    assert sizes == [res.n_train]
+
+
+# ---- LIME's sped-up solver ---------------------------------------------------------------------
+def test_lime_refinement_solves_the_sped_up_system_with_gradient_reweighting():
+    import scipy.sparse as sp
+    from scipy.ndimage import gaussian_filter
+
+    from models.lowlight_gp.lime import _forward_diff, refine_illumination
+
+    rng = np.random.default_rng(0)
+    t_hat = np.clip(smooth_image(12, 14)[..., 0] + rng.normal(0, 0.02, (12, 14)), 0, 1)
+    alpha, sigma, eps = 0.15, 2.0, 1e-3
+    t = refine_illumination(t_hat, alpha, sigma, eps)
+    h, w = t_hat.shape
+    dh = sp.kron(sp.eye(h), _forward_diff(w))
+    dv = sp.kron(_forward_diff(h), sp.eye(w))
+    a = sp.eye(h * w)
+    for d in (dh, dv):
+        grad = (d @ t_hat.ravel()).reshape(h, w)
+        norm = gaussian_filter(np.ones_like(grad), sigma, mode="nearest")
+        strategy3 = norm / (np.abs(gaussian_filter(grad, sigma, mode="nearest")) + eps)
+        a = a + alpha * d.T @ sp.diags((strategy3 / (np.abs(grad) + eps)).ravel()) @ d
+    assert np.allclose(a @ t.ravel(), t_hat.ravel(), atol=1e-8)
+
+
+# ---- GPE's published reference CNN -------------------------------------------------------------
+def _write_matconvnet(path, rng: np.random.Generator, layout=None) -> list[np.ndarray]:
+    """A MatConvNet simplenn file in cnnmodel.mat's layout (filters H x W x C_in x C_out; the
+    last one saved 5 x 5 x 16 as MATLAB drops trailing singleton dimensions)."""
+    import scipy.io
+
+    from models.lowlight_gp.gpe_cnn import LAYOUT
+
+    layers, params = [], []
+    for spec in layout or LAYOUT:
+        if spec[0] != "conv":
+            layers.append({"type": spec[0]})
+            continue
+        _, k, c_in, c_out = spec
+        w = rng.normal(0, 1.0 / np.sqrt(k * k * c_in), (k, k, c_in, c_out)).astype(np.float32)
+        b = rng.normal(0, 0.1, (1, c_out)).astype(np.float32)
+        params += [w, b]
+        stored = w[..., 0] if c_out == 1 else w
+        cell = np.empty((1, 2), dtype=object)
+        cell[0, 0], cell[0, 1] = stored, b
+        layers.append({"type": "conv", "weights": cell, "stride": 1.0, "pad": 0.0})
+    layers.append({"type": "MSEloss"})
+    cells = np.empty((1, len(layers)), dtype=object)
+    for i, layer in enumerate(layers):
+        cells[0, i] = layer
+    scipy.io.savemat(str(path), {"net": {"layers": cells}})
+    return params
+
+
+def _valid_xcorr(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation of (H, W, C_in) with MatConvNet filters (k, k, C_in, C_out)."""
+    k = w.shape[0]
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(0, 1))  # H', W', C, k, k
+    return np.einsum("hwcij,ijco->hwo", win, w.astype(np.float64)) + b.reshape(-1)
+
+
+def test_gpe_cnn_loads_a_matconvnet_file_and_matches_its_valid_convolutions(tmp_path):
+    from core.errors import DataError
+    from models.lowlight_gp.gpe_cnn import GPEReferenceCNN
+
+    rng = np.random.default_rng(0)
+    w1, b1, w2, b2, w3, b3, w4, b4 = _write_matconvnet(tmp_path / "cnnmodel.mat", rng)
+    net = GPEReferenceCNN(1, tmp_path / "cnnmodel.mat").eval()
+    x = rng.random((30, 34))
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    h = np.maximum(_valid_xcorr(x[..., None], w1, b1), 0)
+    h = np.maximum(_valid_xcorr(h, w2, b2), 0)
+    h = sig(_valid_xcorr(h, w3, b3))
+    want = sig(_valid_xcorr(h, w4, b4))[..., 0]  # (30 - 16) x (34 - 16)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x).float()[None, None])[0, 0].double().numpy()
+    assert got.shape == x.shape  # the border is replicated so every pixel gets a reference
+    assert np.allclose(got[8:-8, 8:-8], want, atol=1e-5)
+    rgb = net.__class__(3, tmp_path / "cnnmodel.mat").eval()  # CM: plane by plane
+    with torch.no_grad():
+        out3 = rgb(torch.from_numpy(np.stack([x, x, x])).float()[None])[0].double().numpy()
+    assert np.allclose(out3[1, 8:-8, 8:-8], want, atol=1e-5)
+    _write_matconvnet(tmp_path / "other.mat", rng, layout=[("conv", 3, 1, 4), ("relu",)])
+    with pytest.raises(DataError, match="other.mat"):
+        GPEReferenceCNN(1, tmp_path / "other.mat")

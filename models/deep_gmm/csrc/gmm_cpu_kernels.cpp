@@ -2,7 +2,8 @@
 //
 // The layer's three matrix products run in torch; around them, each stage below makes one pass
 // over a block of states where the eager torch ops make three to six, and uses ATen's vectorised
-// exp / log. All tensors are float32. A block holds states [s0, s0 + n) component-major: row
+// exp / log. All tensors are float32. Means enter relative to the expansion centre c (the batch
+// mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form exact far from 0. A block holds states [s0, s0 + n) component-major: row
 // (i, j) of a block is component i of state s0 + j; parameters are (S, g, d) contiguous.
 // The loops run on torch's intra-op threads (at::parallel_for; inline when there is one thread).
 
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
@@ -24,11 +26,15 @@ static void check(const torch::Tensor& t, const char* name, bool contiguous = tr
               "gmm_cpu_kernels: ", name, contiguous ? " must be contiguous" : " rows must be contiguous");
 }
 
-// w_block (g, n, 2d) <- [mu * prec, prec] with prec = exp(-max(lv, log_floor)); const_out (g, n)
-// <- log w - (mu^2 prec + log|Sigma| + d log 2 pi) / 2. Returns whether any variance was floored.
+// With m = mu - c: w_block (g, n, 2d) <- [m * prec, prec] with prec = exp(-max(lv, log_floor));
+// const_out (g, n) <- log w - (m^2 prec + log|Sigma| + d log 2 pi) / 2. Returns whether any
+// variance was floored.
 bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::Tensor w_block,
-             torch::Tensor const_out, int64_t s0, int64_t n, double log_floor) {
+             torch::Tensor const_out, torch::Tensor centre, int64_t s0, int64_t n,
+             double log_floor) {
   check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block"), check(const_out, "const");
+  check(centre, "centre");
+  TORCH_CHECK(centre.numel() == mu3.size(2), "gmm_cpu_kernels: centre must have d elements");
   TORCH_CHECK(log_w.scalar_type() == at::kFloat, "gmm_cpu_kernels: log_w must be float32");
   const int64_t g = mu3.size(1), d = mu3.size(2);
   const float* mu = mu3.data_ptr<float>();
@@ -36,6 +42,7 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
   float* w = w_block.data_ptr<float>();
   float* c = const_out.data_ptr<float>();
   const float* lw = log_w.data_ptr<float>();
+  const float* cen = centre.data_ptr<float>();
   const int64_t lw0 = log_w.stride(0), lw1 = log_w.stride(1);
   const float cap = static_cast<float>(-log_floor);
   const float c0 = static_cast<float>(d * std::log(2.0 * M_PI));
@@ -56,7 +63,7 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
         acc_mx = at::vec::maximum(acc_mx, nl);
         nl = at::vec::minimum(nl, capv);
         const Vec p = nl.exp();
-        const Vec mv = Vec::loadu(m + k);
+        const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
         const Vec a = mv * p;
         p.store(pr + k);
         a.store(mp + k);
@@ -72,10 +79,11 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
         mx = nl > mx ? nl : mx;
         nl = nl < cap ? nl : cap;
         const float p = std::exp(nl);
+        const float mc = m[k] - cen[k];
         pr[k] = p;
-        mp[k] = m[k] * p;
+        mp[k] = mc * p;
         s_nl += nl;
-        s_mm += mp[k] * m[k];
+        s_mm += mp[k] * mc;
       }
       if (mx > cap) clamped.store(true, std::memory_order_relaxed);
       c[i * n + j] = -0.5f * (s_mm - s_nl + c0) + lw[i * lw0 + (s0 + j) * lw1];
@@ -133,7 +141,10 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
   });
 }
 
-// slab (B, g, n) <- slab * scale[:, s0:s0+n] (the responsibilities r); r_sum (g, n) <- sum over B.
+// slab (B, g, n) <- slab * scale[:, s0:s0+n] (the responsibilities r), subnormal values flushed to
+// zero; r_sum (g, n) <- sum over B. r feeds two matrix products, and subnormal inputs slow a GEMM
+// down by up to 20x on some CPUs (about 3 % of r are subnormal at the paper's init), so they are
+// zeroed here whatever the global flush-to-zero mode.
 void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_sum, int64_t s0) {
   check(slab, "slab"), check(scale, "scale", false), check(r_sum, "r_sum");
   const int64_t B = slab.size(0), g = slab.size(1), n = slab.size(2);
@@ -142,6 +153,8 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
   float* rs = r_sum.data_ptr<float>();
   const int64_t ss = scale.stride(0);
   std::fill(rs, rs + g * n, 0.f);
+  const float tiny = std::numeric_limits<float>::min();
+  const Vec tinyv(tiny), zero(0.f);
   // Threads own column ranges [j0, j1) of every row, so their sums over b never collide.
   at::parallel_for(0, n, 4 * W, [&](int64_t j0, int64_t j1) {
     for (int64_t b = 0; b < B; ++b) {
@@ -151,12 +164,14 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
         float* acc = rs + i * n;
         int64_t j = j0;
         for (; j + W <= j1; j += W) {
-          const Vec v = Vec::loadu(row + j) * Vec::loadu(scb + j);
+          Vec v = Vec::loadu(row + j) * Vec::loadu(scb + j);
+          v = Vec::blendv(v, zero, v.abs() < tinyv);
           v.store(row + j);
           (Vec::loadu(acc + j) + v).store(acc + j);
         }
         for (; j < j1; ++j) {
-          row[j] *= scb[j];
+          const float v = row[j] * scb[j];
+          row[j] = std::fabs(v) < tiny ? 0.f : v;
           acc[j] += row[j];
         }
       }
@@ -166,13 +181,15 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
 
 // From g_block (g, n, 2d) = [-r^T x, r^T x^2] and the responsibility sums r_b (g, n), writes the
 // Eq. 2 gradients of the block's states: grad_mu = prec (R mu - r^T x) and grad_lv = R / 2 -
-// prec / 2 sum_b r (x - mu)^2 (zero where the variance is floored, if ``mask``). Either output
-// may be empty (frozen parameters).
+// prec / 2 sum_b r (x - mu)^2 (zero where the variance is floored, if ``mask``), with x and mu
+// both taken relative to the centre c. Either output may be empty (frozen parameters).
 void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Tensor w_block,
-           torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, int64_t s0, int64_t n,
-           double log_floor, bool mask) {
+           torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, torch::Tensor centre,
+           int64_t s0, int64_t n, double log_floor, bool mask) {
   check(gblock, "g_block"), check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block");
-  check(r_b, "r_b");
+  check(r_b, "r_b"), check(centre, "centre");
+  TORCH_CHECK(centre.numel() == mu3.size(2), "gmm_cpu_kernels: centre must have d elements");
+  const float* cen = centre.data_ptr<float>();
   if (gmu3.numel() > 0) check(gmu3, "grad_mu");
   if (glv3.numel() > 0) check(glv3, "grad_log_var");
   const int64_t g = mu3.size(1), d = mu3.size(2);
@@ -201,7 +218,8 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
       float* ol = need_lv ? gl + row * d : nullptr;
       int64_t k = 0;
       for (; k + W <= d; k += W) {
-        const Vec av = Vec::loadu(a + k), mv = Vec::loadu(m + k), pv = Vec::loadu(pr + k);
+        const Vec av = Vec::loadu(a + k), pv = Vec::loadu(pr + k);
+        const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
         const Vec t = at::vec::fmadd(Rv, mv, av);  // R mu - r^T x
         if (need_mu) (t * pv).store(om + k);
         if (need_lv) {
@@ -212,10 +230,11 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
         }
       }
       for (; k < d; ++k) {
-        const float t = a[k] + R * m[k];
+        const float mc = m[k] - cen[k];
+        const float t = a[k] + R * mc;
         if (need_mu) om[k] = t * pr[k];
         if (need_lv) {
-          const float s = q[k] + m[k] * (a[k] + t);
+          const float s = q[k] + mc * (a[k] + t);
           const float v = 0.5f * R - 0.5f * s * pr[k];
           ol[k] = (mask && l[k] < lf) ? 0.f : v;
         }
