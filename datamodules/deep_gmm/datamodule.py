@@ -297,7 +297,9 @@ class FrameDataModule(L.LightningDataModule):
         return speakers
 
     def train_dataloader(self) -> DataLoader:
-        return frame_loader(self.splits["train"], self.batch_size, True, self.num_workers)
+        return frame_loader(
+            self.splits["train"], self.batch_size, True, self.num_workers, seed=self.seed
+        )
 
     def val_dataloader(self) -> DataLoader:
         return frame_loader(self.splits["val"], self.batch_size, False, self.num_workers)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+
+from core.sampling import seeded_train_loader
 
 from .corpus import FrameCorpus
 from .features import splice_indices
@@ -43,9 +45,18 @@ class SplicedFrames(Dataset):
 
 
 def frame_loader(
-    ds: SplicedFrames, batch_size: int, shuffle: bool, num_workers: int = 0
+    ds: SplicedFrames, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0
 ) -> DataLoader:
-    sampler = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+    if shuffle:  # order from (seed, epoch), resumable mid-epoch (docs/conventions.md)
+        return seeded_train_loader(
+            ds,
+            batch_size,
+            seed,
+            batched_dataset=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
+    sampler = SequentialSampler(ds)
     return DataLoader(
         ds,
         sampler=BatchSampler(sampler, batch_size, drop_last=False),

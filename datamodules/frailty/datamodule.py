@@ -19,6 +19,7 @@ from core.checks import (
     check_positive,
     check_range,
 )
+from core.sampling import seeded_train_loader
 from datamodules.frailty import cache
 from datamodules.frailty.generator import CohortSpec, generate_cohort
 from datamodules.frailty.labels import CLASS_NAMES
@@ -253,6 +254,14 @@ class FrailtyDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
         ds = WindowDataset(*(self.arrays[f"{k}_{name}"] for k in ("x", "y", "pid")))
+        if shuffle:  # order from (seed, epoch), resumable mid-epoch (docs/conventions.md)
+            return seeded_train_loader(
+                ds,
+                self.batch_size,
+                self.seed,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size,

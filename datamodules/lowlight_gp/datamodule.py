@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.checks import ConfigError, check_data_dir, check_positive, check_range
-from core.sampling import EpochSeededRandomSampler
+from core.sampling import EpochSeededRandomSampler, seeded_train_loader
 from datamodules.lowlight_gp.darken import LEVELS, darken
 from datamodules.lowlight_gp.embedded import write_embedded
 from datamodules.lowlight_gp.folder import read_folder, resize_rgb
@@ -176,7 +176,9 @@ class LowLightDataModule(L.LightningDataModule):
         hp = self.hparams
         ds = DarkenedCrops(self.train_images, hp.crop_size, hp.train_samples, seed=hp.seed)
         sampler = EpochIndexSampler(ds, seed=hp.seed)
-        return DataLoader(ds, hp.batch_size, sampler=sampler, num_workers=hp.num_workers)
+        return seeded_train_loader(
+            ds, hp.batch_size, hp.seed, sampler=sampler, num_workers=hp.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
         ds = DarkenedCrops(

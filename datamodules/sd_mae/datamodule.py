@@ -23,6 +23,7 @@ from core.checks import (
     check_positive,
     check_range,
 )
+from core.sampling import seeded_train_loader
 from datamodules.sd_mae.folder import ClassFolderDataset, check_images, scan_class_folders
 from datamodules.sd_mae.pcam import PCAM_CLASSES, PCamDataset
 from datamodules.sd_mae.split import compile_group_regex, groups_from_names, holdout
@@ -292,6 +293,15 @@ class SDMAEDataModule(L.LightningDataModule):
         ds = _Transformed(base, transform)
         if idx is not None:
             ds = Subset(ds, idx.tolist())
+        if shuffle:  # order and augmentation from (seed, epoch), resumable (docs/conventions.md)
+            return seeded_train_loader(
+                ds,
+                bs,
+                self.seed,
+                num_workers=self.num_workers,
+                drop_last=len(ds) > bs,
+                persistent_workers=self.num_workers > 0,
+            )
         return DataLoader(
             ds,
             batch_size=bs,

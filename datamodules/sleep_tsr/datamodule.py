@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from core.checks import (
@@ -20,6 +19,7 @@ from core.checks import (
     check_positive,
     check_range,
 )
+from core.sampling import seeded_train_loader
 from datamodules.sleep_tsr.cache import FeatureCache, Preprocessing
 from datamodules.sleep_tsr.dataset import SequenceDataset, bin_statistics
 from datamodules.sleep_tsr.features import epoch_spectrogram
@@ -355,18 +355,23 @@ class SleepEDFDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             self.datasets[split],
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # order from (seed, epoch), resumable mid-epoch (docs/conventions.md, "Exact resume")
+        return seeded_train_loader(
+            self.datasets["train"],
+            self.batch_size,
+            self.seed,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """Validation; plus the test subject when ``track_test_loss`` (the paper's Fig. 2)."""

@@ -12,12 +12,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from experiments.runner.callbacks import EmbedRunConfig
+from experiments.runner.resume import runner_callbacks
+from experiments.runner.rng import keeps_global_rng
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
 
+@keeps_global_rng  # building them must not change any number
 def build_loggers(
     cfg: DictConfig, output_dir: Path, sweep_name: str | None, stage: str | None = None
 ) -> list[Any]:
@@ -77,6 +80,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(_loggable_config(cfg), resolve=True)
 
 
+@keeps_global_rng  # building them must not change any number
 def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
     callbacks: list[L.Callback] = []
@@ -91,6 +95,7 @@ def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callbac
     return callbacks
 
 
+@keeps_global_rng  # building them must not change any number
 def build_trainer(
     cfg: DictConfig,
     output_dir: Path,
@@ -109,6 +114,7 @@ def build_trainer(
     if callbacks is None:
         callbacks = build_callbacks(cfg, stage)
     callbacks = [*callbacks, EmbedRunConfig(resolved_config(cfg))]
+    callbacks = runner_callbacks(cfg, list(callbacks), stage)  # exact resume, whatever the config
     kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
     kwargs.update(overrides)
     if stage and "default_root_dir" not in overrides:
