@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import check_range
+
 
 def per_epoch_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``-y_l . log(y_hat_l)`` for every position: logits ``(B, L, C)``, targets ``(B, L)`` -> ``(B, L)``."""
@@ -49,8 +51,7 @@ class TemporalSmoothnessLoss(nn.Module):
     ) -> None:
         super().__init__()
         for key, value in (("lambda_l2", lambda_l2), ("gamma", gamma), ("gamma2", gamma2)):
-            if value < 0:
-                raise ValueError(f"loss.{key}={value}: must be >= 0")
+            check_range(f"loss.{key}", value, low=0)
         self.lambda_l2, self.gamma, self.gamma2 = float(lambda_l2), float(gamma), float(gamma2)
         self.l2_scale = 0.5 if tf_l2_convention else 1.0
 
