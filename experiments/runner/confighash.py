@@ -3,8 +3,8 @@
 Rerunning a sweep into its directory with ``ckpt_path=last`` skips finished jobs. Without a
 fingerprint a job finished under other settings (20 epochs, lr 1e-3) was skipped and then
 reported under the new ones (30 epochs, lr 3e-3). The fingerprint leaves out what does not change
-a number: where files go (``paths``, output and data directories), the launcher (``hydra``), how
-to resume (``resume``, ``ckpt_path``), loggers, the progress bar, printing and the sweep report.
+a number: where files go (``paths``, output and data directories), the launcher (``hydra``)
+and the accelerator, how to resume (``resume``, ``ckpt_path``), loggers, the progress bar, printing and the sweep report.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ EXCLUDED_TOP = (
 )  # fmt: skip
 # keys (at any depth) that name a location, not a setting
 EXCLUDED_LEAVES = ("data_dir", "dirpath", "default_root_dir", "save_dir", "output_dir", "log_dir")
+# the progress bar and summary print; the accelerator says where it runs (like the launcher:
+# `auto` and `cpu` on a CPU machine are the same run)
 EXCLUDED_PATHS = (
     "callbacks.progress_bar", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "trainer.accelerator",
 )  # fmt: skip
 # interpolations that make a value a location
 LOCATION_REFS = ("${paths.", "${hydra:", "${launch_dir:", "${now:", "${run_dir_or:")

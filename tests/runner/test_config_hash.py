@@ -28,6 +28,7 @@ def test_fingerprint_covers_settings_not_locations_or_loggers():
         "callbacks.progress_bar.refresh_rate=0",
         "ckpt_path=last",
         "hydra/launcher=joblib",
+        "trainer.accelerator=cpu",
         "print_config=false",
         "+callbacks.crash._target_=experiments.runner.callbacks.FailAtEpoch",
         "+callbacks.crash.epoch=1",
