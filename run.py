@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from core.checks import ConfigError
+from experiments.runner.cli import guarded, user_errors
 from experiments.runner.task import run_task
-
-os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one job; the return value is the metric a sweeper optimises (``optimized_metric``)."""
-    try:
+    """Run one job; the return value is the metric a sweeper optimises (``optimized_metric``).
+
+    A config mistake or a damaged data file ends the command with one line and exit code 2
+    (``experiments.runner.cli.guarded``); in a multirun the job becomes a failed row instead.
+    """
+    with user_errors():
         return run_task(cfg)
-    except ConfigError as err:
-        print(f"\nConfig error: {err}\n", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

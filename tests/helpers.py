@@ -75,3 +75,24 @@ def run_sweep(
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc, sweep_dir
+
+
+def run_cli_cases(cases: list[list[str]], data_dir: Path, timeout: int = 900) -> list[dict]:
+    """Several ``run.py`` command lines in one interpreter (``tests/runner/cli_driver.py``).
+
+    Returns ``[{"argv", "code", "stderr"}, ...]``; each case goes through run.py's entry point,
+    so exit codes and messages are those a user sees, at one import's cost for all of them.
+    """
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "runner" / "cli_driver.py"), json.dumps(cases)],
+        cwd=ROOT,
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CASES:")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("CASES:") :])

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from core.checks import ConfigError, check_data_dir, check_positive, check_range
+from core.errors import DataError
 from core.sampling import seeded_train_loader
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ def write_embedded_digits(out_dir: Path) -> Path:
 
 def read_digits_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Pixels scaled to [0, 1] and integer labels from a ``px0..px63,label`` CSV file."""
-    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1)
+    except ValueError as err:  # a non-numeric cell, a ragged row
+        raise DataError(f"{path}: not a numeric px0..px63,label table ({err})") from None
     if table.ndim != 2 or table.shape[1] != 65:
-        raise ValueError(f"{path}: expected 65 columns (px0..px63,label), got {table.shape}")
+        raise DataError(f"{path}: expected 65 columns (px0..px63,label), got {table.shape}")
     return (table[:, :64] / 16.0).astype(np.float32), table[:, 64].astype(np.int64)
 
 

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 def pretrain_then_fit(ctx: RunContext) -> dict[str, Any]:
     module = ctx.module
     metrics: dict[str, Any] = {}
-    if isinstance(module, FrameStateClassifier) and module.init_ckpt == "auto":
+    training = ctx.cfg.get("train", True)  # train=false: fit_and_test tests ckpt_path alone
+    if training and isinstance(module, FrameStateClassifier) and module.init_ckpt == "auto":
         pre = ctx.cfg.get("pretrain")
         if pre is None or pre.get("model") is None:
             raise ValueError(

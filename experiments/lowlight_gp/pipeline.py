@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.checks import ConfigError, check_choice, check_file
 from datamodules.lowlight_gp.darken import LEVELS, darken
+from experiments.lowlight_gp.evaluate import checkpoint_cnn, require_reference_cnn
 from experiments.lowlight_gp.figures import save_grid, save_k_curve, save_png
 from experiments.lowlight_gp.metrics import SiftRetrieval, psnr
 from experiments.runner.builders import build_callbacks, resolved_config
@@ -138,6 +139,10 @@ def reference_cnn(
         if not extra:  # pipeline=predict then needs no .mat file
             save_reference_checkpoint(cfg, gpe, ctx.output_dir / "checkpoints", mode)
         return gpe
+    net = None if extra else checkpoint_cnn(ctx, mode)  # train=false ckpt_path=...: that CNN
+    if net is not None:
+        torch.save(net.state_dict(), ctx.output_dir / f"reference_cnn_{mode}.pt")
+        return net
     net = instantiate(cfg.model, in_channels=channels)
     cache = Path(cfg.paths.data_dir) / "cache" / "lowlight_gp" / f"cnn_{_cnn_key(cfg, channels)}.pt"
     if cfg.lowlight.reference_cache and cache.exists():
@@ -231,6 +236,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
     for i in levels:
         if not 0 <= int(i) < len(LEVELS):
             raise ConfigError("lowlight.levels", f"index {i} outside 0..{len(LEVELS) - 1}")
+    if not cfg.get("train", True) and ll.method in GP_METHODS:
+        channels = 1 if ll.mode == "lm" else 3
+        cache = (
+            Path(cfg.paths.data_dir) / "cache" / "lowlight_gp" / f"cnn_{_cnn_key(cfg, channels)}.pt"
+        )
+        require_reference_cnn(ctx, ll.mode, cache)
     torch.set_num_threads(int(ll.num_threads))
     # built (and its options checked) before any data is read
     enhancer = _enhancer(ll, ll.method) if ll.method in GP_METHODS else None

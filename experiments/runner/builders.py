@@ -38,8 +38,23 @@ def build_loggers(
             elif "CSVLogger" in lg_cfg._target_:
                 lg_cfg.version = _fresh_csv_version(lg_cfg, stage)
         log.info("logger %s -> %s", name, lg_cfg._target_)
-        loggers.append(instantiate(lg_cfg, _convert_="all"))
+        loggers.append(_instantiate_logger(lg_cfg))
     return loggers
+
+
+def _instantiate_logger(lg_cfg: DictConfig) -> Any:
+    """Build one logger; a run ``config`` is handed over as plain data, never instantiated.
+
+    The wandb ``config`` holds the whole run config, ``_target_`` keys included: instantiating
+    it recursively built a second datamodule, module, Trainer and loggers and logged their reprs.
+    """
+    config = lg_cfg.pop("config", None) if "config" in lg_cfg else None
+    if config is None:
+        return instantiate(lg_cfg, _convert_="all")
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config)
+    factory = instantiate(lg_cfg, _convert_="all", _partial_=True)
+    return factory(config=config)
 
 
 def _fresh_csv_version(lg_cfg: DictConfig, stage: str | None) -> str:
@@ -67,12 +82,13 @@ def _fill_wandb(lg_cfg: DictConfig, cfg: DictConfig, output_dir: Path, sweep_nam
         lg_cfg.name = f"{cfg.task_name}/{output_dir.name}"
     if lg_cfg.get("group") is None and sweep_name:
         lg_cfg.group = sweep_name
-    lg_cfg.config = OmegaConf.to_container(_loggable_config(cfg), resolve=True)
+    lg_cfg.config = plain_config(cfg)
 
 
-def _loggable_config(cfg: DictConfig) -> DictConfig:
-    """The config without the ``hydra`` node (not resolvable outside the job)."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without the ``hydra`` node, as plain Python values."""
+    masked = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(masked, resolve=True, throw_on_missing=False)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

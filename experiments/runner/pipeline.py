@@ -10,6 +10,7 @@ import torch
 
 from experiments.runner.callbacks import LastCheckpoint
 from experiments.runner.context import RunContext
+from experiments.runner.evaluate import eval_checkpoint, load_checked
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def fit_and_test(ctx: RunContext) -> dict[str, Any]:
     """``trainer.fit`` (resuming from ``cfg.ckpt_path``), then ``trainer.test`` on the best checkpoint.
 
+    With ``train=false`` it tests ``cfg.ckpt_path`` (a file, or a run directory's best
+    checkpoint; see ``experiments.runner.evaluate``) and nothing else.
+
     Returns the final ``val/*`` and ``test/*`` metrics (and ``train/*`` of the last epoch).
     """
     cfg = ctx.cfg
@@ -38,6 +42,9 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
             "the fit_and_test pipeline needs both `module` and `datamodule` configs; "
             "pick them in the experiment preset (override /module: ..., /datamodule: ...)"
         )
+    evaluate = None if cfg.get("train", True) else eval_checkpoint(cfg.ckpt_path, ctx.output_dir)
+    if evaluate is not None:  # before any data is read: a checkpoint that does not fit fails here
+        load_checked(ctx.module, evaluate)
     trainer = ctx.make_trainer()
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
@@ -49,7 +56,7 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
         )
         metrics.update(scalar_metrics(trainer.callback_metrics))
     if cfg.get("test", True):
-        ckpt = _best_checkpoint(trainer)
+        ckpt = str(evaluate) if evaluate is not None else _best_checkpoint(trainer)
         if ckpt is None:
             log.warning("no best checkpoint found: testing the current weights")
         results = trainer.test(
@@ -59,7 +66,7 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
             metrics.update(scalar_metrics(result))
         metrics.update(scalar_metrics(trainer.callback_metrics))
         if ckpt:
-            metrics["best_checkpoint"] = ckpt
+            metrics["evaluated_checkpoint" if evaluate is not None else "best_checkpoint"] = ckpt
     return metrics
 
 

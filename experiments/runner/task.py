@@ -20,11 +20,21 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.checks import ConfigError
+from core.errors import DataError
 from experiments.runner.builders import build_loggers, build_trainer
+from experiments.runner.cli import one_line
 from experiments.runner.config_tree import print_config_tree
+from experiments.runner.confighash import config_hash, fingerprint, reusable_run
 from experiments.runner.context import RunContext
 from experiments.runner.io import METRICS_FILE, read_json, write_json_atomic
 from experiments.runner.predict import is_predict, predict
+from experiments.runner.preflight import (
+    available_experiments,
+    kept_record,
+    refuse,
+    restore_record,
+)
+from experiments.runner.schema import check_config
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +126,20 @@ def run_task(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     multirun, overrides, sweep_name, job_num = _hydra_info(str(cfg.get("task_name")))
-    previous = read_json(output_dir / METRICS_FILE)
-    if cfg.get("ckpt_path") == "last" and previous and previous.get("status") == "ok":
-        log.info("job already finished in %s (metrics.json status ok): skipping", output_dir)
-        return _optimized(cfg, previous.get("metrics", {}))
+    previous = kept_record(read_json(output_dir / METRICS_FILE))
+    try:  # typed checks and the settings of an earlier run here, before anything is built
+        check_config(cfg, available_experiments())
+        flat = fingerprint(cfg)
+        finished = reusable_run(previous, flat, cfg.get("ckpt_path") == "last", str(output_dir))
+    except ConfigError as err:
+        refuse(output_dir, err, previous, overrides, job_num)
+        if not multirun:
+            raise
+        return math.nan
+    if finished is not None:
+        log.info("job already finished in %s with the same settings: skipping", output_dir)
+        restore_record(output_dir, finished)
+        return _optimized(cfg, finished.get("metrics", {}))
 
     if cfg.get("print_config", True) and rank_zero_only.rank == 0:
         print_config_tree(cfg)
@@ -132,6 +152,8 @@ def run_task(cfg: DictConfig) -> float | None:
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "status": "running",
         "metrics": {},
+        "config_hash": config_hash(flat),
+        "config": flat,
     }
     start = time.perf_counter()
     loggers: list[Any] = []
@@ -150,6 +172,10 @@ def run_task(cfg: DictConfig) -> float | None:
         error = err
         record.update(status="config_error", error=str(err))
         log.error("config error: %s", err)
+    except DataError as err:
+        error = err
+        record.update(status="data_error", error=one_line(str(err)))
+        log.error("data error: %s", err)
     except BaseException as err:  # KeyboardInterrupt too: the record says where it stopped
         error = err
         record.update(

@@ -23,6 +23,7 @@ from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
 from experiments.runner.task import instantiate_checked
 from experiments.sd_mae.checkpoint import save_encoder
+from experiments.sd_mae.evaluate import evaluate_chain
 from experiments.sd_mae.figures import reconstruction_grid
 from experiments.sd_mae.pretrain import MAEPretrain
 
@@ -104,6 +105,8 @@ def pretrain_probe_finetune(
         raise ValueError("the sd_mae pipeline needs datamodule=sd_mae* and module=sd_mae/pretrain")
     if "sd_mae" not in cfg or "probe" not in cfg.sd_mae or "finetune" not in cfg.sd_mae:
         raise ValueError("the sd_mae pipeline needs sd_mae.probe and sd_mae.finetune configs")
+    if not cfg.get("train", True):  # evaluate the stage checkpoints of ckpt_path, train nothing
+        return evaluate_chain(ctx, n_finetunes)
     method = module.method
     if encoder_ckpt and method != "supervised":  # architecture check before any data is read
         instantiate_checked(cfg.sd_mae.probe, encoder_ckpt=encoder_ckpt)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checks import ConfigError, check_choice
+from core.checks import check_choice, check_range
 
 L2_WEIGHTINGS = ("reference", "literal")
 
@@ -60,8 +60,7 @@ class TemporalSmoothnessLoss(nn.Module):
     ) -> None:
         super().__init__()
         for key, value in (("lambda_l2", lambda_l2), ("gamma", gamma), ("gamma2", gamma2)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"loss.{key}", f"got {value!r}; allowed values: a number >= 0")
+            check_range(f"loss.{key}", value, low=0)
         check_choice("loss.l2_weighting", l2_weighting, L2_WEIGHTINGS)
         self.lambda_l2, self.gamma, self.gamma2 = float(lambda_l2), float(gamma), float(gamma2)
         self.l2_weighting = l2_weighting

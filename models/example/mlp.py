@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.checks import check_range
+
 
 class MLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then a linear classifier."""
@@ -13,6 +15,7 @@ class MLP(nn.Module):
         self, in_features: int, hidden: list[int], num_classes: int, dropout: float = 0.0
     ) -> None:
         super().__init__()
+        check_range("model.dropout", dropout, 0.0, 1.0, high_open=True)
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from core.checks import check_range
+
 # Keras BatchNormalization defaults (momentum 0.99 -> torch 0.01, epsilon 1e-3).
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
@@ -96,8 +98,7 @@ class DeepConvLSTM(nn.Module):
             raise ValueError(f"layer sizes must be positive: {conv_filters}, {lstm_units}")
         if readout not in ("last", "mean"):
             raise ValueError(f"readout must be 'last' or 'mean', got {readout!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_range("model.dropout", dropout, 0.0, 1.0, high_open=True)
         self.in_channels: int | None = None
         self.num_classes = num_classes
         self.readout = readout

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT, run_cli, run_experiment, run_sweep
+from tests.helpers import ROOT, run_cli, run_cli_cases, run_experiment, run_sweep
+from tests.runner.wandb_records import offline_config, strings
 
 FAST = ["+experiment=example", "trainer.max_epochs=2"]
 
@@ -42,13 +43,46 @@ def test_single_run_writes_everything_a_job_needs(tmp_path):
     blob = files[0].read_bytes()
     for key in (b"val/acc", b"test/acc", b"train/loss"):
         assert key in blob
+    # its config: the resolved values (a dashboard groups by them), no object reprs
+    config = offline_config(run_dir)
+    assert config["module"]["optimizer"]["lr"] == 0.001
+    assert config["trainer"]["max_epochs"] == 2 and config["seed"] == 42
+    assert config["datamodule"]["batch_size"] == 64 and config["model"]["hidden"] == [128, 64]
+    assert not [s for s in strings(config) if " object at 0x" in s or "functools.partial" in s]
+    assert "net" not in config  # Lightning's hparams (the nn.Module) are not logged on top
+
+    # train=false evaluates exactly that run's best checkpoint: the same test metrics
+    best = record["metrics"]["best_checkpoint"]
+    evals = [
+        ["+experiment=example", "train=false", f"ckpt_path={run_dir}", "logger=csv"],
+        ["+experiment=example", "train=false", f"ckpt_path={best}", "logger=csv"],
+        ["+experiment=example", "train=false", f"ckpt_path={best}", "model.hidden=[32]"],
+    ]
+    results = run_cli_cases(
+        [[*argv, f"hydra.run.dir={tmp_path / f'eval{i}'}"] for i, argv in enumerate(evals)],
+        data_dir=tmp_path / "data",
+    )
+    for i in (0, 1):
+        assert results[i]["code"] == 0, results[i]["stderr"][-3000:]
+        evaluated = metrics_of(tmp_path / f"eval{i}")["metrics"]
+        assert evaluated["evaluated_checkpoint"] == best
+        for key in ("test/acc", "test/loss"):
+            assert evaluated[key] == pytest.approx(record["metrics"][key], abs=1e-6), key
+        assert "val/acc" not in evaluated  # nothing was trained
+    assert "(the best checkpoint of run directory" in (tmp_path / "eval0" / "run.log").read_text()
+    assert results[2]["code"] == 2
+    assert (
+        f"Config error: ckpt_path: got '{best}': its weights do not fit the model"
+        in (results[2]["stderr"])
+    )
 
 
 def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
     # lr=-1 makes Adam raise for two of the four jobs: they must become rows, not a crash
-    proc, sweep = run_sweep(
-        [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv"], tmp_path
-    )
+    sweep_args = [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv"]
+    proc, sweep = run_sweep(sweep_args, tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"2 of 4 jobs failed: see {sweep / 'summary.md'}" in proc.stderr
     jobs = pd.read_csv(sweep / "summary.csv")
     assert len(jobs) == 4
     assert sorted(jobs["status"]) == ["failed", "failed", "ok", "ok"]
@@ -73,10 +107,8 @@ def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
     # the same sweep again into its directory with ckpt_path=last: finished jobs are skipped,
     # the failed ones run again (and fail again), the summary still has all four rows
     before = {jd.name: metrics_of(jd) for jd in sweep.iterdir() if jd.name.isdigit()}
-    run_sweep(
-        [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv", "ckpt_path=last"],
-        tmp_path,
-    )
+    assert all(len(rec["config_hash"]) == 16 for rec in before.values())
+    run_sweep([*sweep_args, "ckpt_path=last"], tmp_path, check=False)
     for name, old in before.items():
         new = metrics_of(sweep / name)
         if old["status"] == "ok":
@@ -84,6 +116,25 @@ def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
         else:
             assert new["status"] == "failed" and new["started"] >= old["started"]
     assert len(pd.read_csv(sweep / "summary.csv")) == 4
+    # rerun with other settings: no job is skipped or resumed under the new labels; each stops
+    # naming the keys that differ, and the finished results stay in the file
+    proc, _ = run_sweep(
+        [*sweep_args, "ckpt_path=last", "trainer.max_epochs=3"], tmp_path, check=False
+    )
+    assert proc.returncode == 1 and "4 of 4 jobs failed" in proc.stderr
+    jobs = pd.read_csv(sweep / "summary.csv")
+    assert (jobs["status"] == "config_error").all()
+    assert jobs["error"].str.startswith("trainer.max_epochs: differ from the ").all()
+    assert jobs["error"].str.contains("trainer.max_epochs: 2 -> 3", regex=False).all()
+    assert "trainer.max_epochs: differ from the finished run" in (sweep / "summary.md").read_text()
+    for name, old in before.items():
+        if old["status"] == "ok":
+            assert metrics_of(sweep / name)["previous"] == old
+    # the original settings again: finished jobs match, are skipped and their record restored
+    run_sweep([*sweep_args, "ckpt_path=last"], tmp_path, check=False)
+    for name, old in before.items():
+        if old["status"] == "ok":
+            assert metrics_of(sweep / name) == old, name
 
 
 def test_plain_multirun_and_run_write_under_the_launch_directory(tmp_path):
