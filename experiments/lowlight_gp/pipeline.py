@@ -32,7 +32,7 @@ from datamodules.lowlight_gp.darken import LEVELS, darken
 from experiments.lowlight_gp.evaluate import checkpoint_cnn, require_reference_cnn
 from experiments.lowlight_gp.figures import save_grid, save_k_curve, save_png
 from experiments.lowlight_gp.metrics import SiftRetrieval, psnr
-from experiments.runner.builders import build_callbacks, resolved_config
+from experiments.runner.builders import build_callbacks, plain_config
 from experiments.runner.callbacks import EmbedRunConfig
 from experiments.runner.context import RunContext
 from experiments.runner.pipeline import scalar_metrics
@@ -182,7 +182,7 @@ def save_reference_checkpoint(cfg: DictConfig, net: torch.nn.Module, ckpt_dir: P
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save(
-        {"state_dict": state, EmbedRunConfig.KEY: resolved_config(cfg), "lowlight_mode": mode},
+        {"state_dict": state, EmbedRunConfig.KEY: plain_config(cfg), "lowlight_mode": mode},
         ckpt_dir / f"reference_cnn_{mode}.ckpt",
     )
 

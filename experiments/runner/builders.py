@@ -91,11 +91,6 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(masked, resolve=True, throw_on_missing=False)
 
 
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """Plain resolved values of the run's config (no ``hydra`` node), e.g. for checkpoints."""
-    return OmegaConf.to_container(_loggable_config(cfg), resolve=True)
-
-
 @keeps_global_rng  # building them must not change any number
 def build_callbacks(cfg: DictConfig, stage: str | None = None) -> list[L.Callback]:
     """Instantiate ``cfg.callbacks``; a ``stage`` gets its own checkpoint folder."""
@@ -129,7 +124,7 @@ def build_trainer(
     callbacks = overrides.pop("callbacks", None)
     if callbacks is None:
         callbacks = build_callbacks(cfg, stage)
-    callbacks = [*callbacks, EmbedRunConfig(resolved_config(cfg))]
+    callbacks = [*callbacks, EmbedRunConfig(plain_config(cfg))]
     callbacks = runner_callbacks(cfg, list(callbacks), stage)  # exact resume, whatever the config
     kwargs: dict[str, Any] = {"logger": loggers or False, "callbacks": callbacks}
     kwargs.update(overrides)
