@@ -131,6 +131,7 @@ def test_predict_scores_a_folder_of_edf_and_matches_the_test_pipeline(tmp_path):
     assert "nothing could be predicted" in bad.stdout + bad.stderr
 
 
+@pytest.mark.slow  # CI time; the runner's evaluate tests cover a missing ckpt_path
 def test_predict_with_a_missing_checkpoint_is_a_config_error(tmp_path):
     ckpt_dir = tmp_path / "no_such_run"
     proc = run_cli(

@@ -77,6 +77,7 @@ def test_single_run_writes_everything_a_job_needs(tmp_path):
     )
 
 
+@pytest.mark.slow  # CI time (~30-75 s); run with -m slow
 def test_sweep_2x2_with_a_failing_job_writes_summary_and_plot(tmp_path):
     # lr=-1 makes Adam raise for two of the four jobs: they must become rows, not a crash
     sweep_args = [*FAST, "module.optimizer.lr=0.01,-1", "seed=1,2", "logger=csv"]
@@ -155,6 +156,7 @@ def test_plain_multirun_and_run_write_under_the_launch_directory(tmp_path):
     assert metrics_of(run)["status"] == "ok"
 
 
+@pytest.mark.slow  # CI time (~30-75 s); run with -m slow
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     common = ["+experiment=example", "trainer.max_epochs=4", "logger=csv", "seed=7"]
     _, straight = run_experiment(common, tmp_path / "a")
@@ -211,6 +213,7 @@ def test_fast_dev_run_debug_preset(tmp_path):
     assert not (run_dir / "wandb").exists()  # the debug preset turns wandb off
 
 
+@pytest.mark.slow  # CI time (~30-75 s); run with -m slow
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     _, sweep = run_sweep(
         [*FAST, "seed=1,2", "logger=csv", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
@@ -220,6 +223,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     assert list(jobs["status"]) == ["ok", "ok"]
 
 
+@pytest.mark.slow  # CI time (~30-75 s); run with -m slow
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     _, run_dir = run_experiment([*FAST, "trainer=ddp", "trainer.devices=2", "logger=csv"], tmp_path)
     record = metrics_of(run_dir)
@@ -240,6 +244,7 @@ def test_load_run_gives_back_module_with_best_weights(tmp_path):
         assert torch.equal(value, best[key]), key
 
 
+@pytest.mark.slow  # CI time (~30 s for the three); run with -m slow
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm", "joblib"])
 def test_cluster_launchers_compose(tmp_path, launcher):
     proc = run_cli(
