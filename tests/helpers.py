@@ -96,3 +96,25 @@ def run_cli_cases(cases: list[list[str]], data_dir: Path, timeout: int = 900) ->
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CASES:")]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][len("CASES:") :])
+
+
+def run_predict(
+    experiment: str, run_dir: Path, inputs: Path, out: Path, tmp_path: Path, name: str = "predict"
+) -> subprocess.CompletedProcess:
+    """``pipeline=predict`` of ``experiment`` with ``run_dir``'s checkpoint on ``inputs``.
+
+    The data dir points at an empty folder: predict must not need the training data.
+    """
+    return run_cli(
+        [
+            f"+experiment={experiment}",
+            "pipeline=predict",
+            f"ckpt_path={run_dir}",
+            f"predict.input={inputs}",
+            f"predict.output={out}",
+            f"hydra.run.dir={tmp_path / name}",
+            "logger=csv",
+            "print_config=false",
+        ],
+        data_dir=tmp_path / "no_training_data_needed",
+    )

@@ -9,7 +9,6 @@ file is skipped and named. ``timing.csv`` holds the seconds per stage of every i
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from omegaconf import DictConfig
 from core.errors import DataError
 from datamodules.lowlight_gp.folder import SkipImage, image_files, load_rgb
 from experiments.lowlight_gp.pipeline import GP_METHODS, _enhancer, enhance, resolve_settings
-from experiments.runner.predict import TrainedModel
+from experiments.runner.predict import TrainedModel, write_rows
 from models.lowlight_gp.gpe_cnn import GPEReferenceCNN
 
 MIN_SIZE = 8  # pixels on the shorter side: the GP's 3 x 3 neighbourhoods need a few rows
@@ -101,10 +100,4 @@ class LowLightPredictor:
         return [target]
 
     def finish(self, out_dir: Path) -> list[Path]:
-        path = out_dir / TIMING_FILE
-        keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return [path]
+        return [write_rows(out_dir / TIMING_FILE, self.rows)]

@@ -14,6 +14,7 @@ a ``DataError`` (exit 2) when nothing could be predicted.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import dataclass, field
@@ -88,6 +89,16 @@ class Predictor(Protocol):
 
     def finish(self, out_dir: Path) -> list[Path]:
         """Write what spans all files (tables over nights, participants, ...)."""
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """A CSV of dict rows (columns in first-seen order): the per-file tables predictors write."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def is_predict(cfg: DictConfig) -> bool:

@@ -28,7 +28,7 @@ from core.errors import DataError
 from datamodules.sleep_tsr.dataset import SequenceDataset
 from datamodules.sleep_tsr.features import epoch_spectrogram
 from datamodules.sleep_tsr.reader import EPOCH_S, UNKNOWN, read_eeg, read_stages
-from experiments.runner.predict import TrainedModel
+from experiments.runner.predict import TrainedModel, write_rows
 from experiments.sleep_tsr.metrics import SequenceAggregator, staging_metrics
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,7 @@ class SleepStagingPredictor:
         return written
 
     def finish(self, out_dir: Path) -> list[Path]:
-        path = out_dir / STATISTICS_FILE
-        keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return [path]
+        return [write_rows(out_dir / STATISTICS_FILE, self.rows)]
 
     # ------------------------------------------------------------------ model
     @torch.no_grad()

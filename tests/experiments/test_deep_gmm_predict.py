@@ -10,22 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from datamodules.deep_gmm.alignments import read_alignments
-from tests.helpers import run_cli, run_experiment
+from tests.experiments.test_deep_gmm import TINY as E2E_TINY
+from tests.helpers import run_experiment, run_predict
 
-TINY = [
-    "+experiment=deep_gmm",
-    "datamodule.synth.speakers=4",
-    "datamodule.synth.utterances_per_speaker=3",
-    "datamodule.synth.max_units=12",
-    "datamodule.val_speaker_fraction=0.25",
-    "datamodule.test_speaker_fraction=0.25",
-    "model.width=32",
-    "pretrain.model.width=32",
-    "trainer.max_epochs=1",
-    "logger=csv",
-    "print_config=false",
-    "callbacks.progress_bar.refresh_rate=0",
-]
+TINY = ["+experiment=deep_gmm", *E2E_TINY]
 
 
 def test_predict_writes_posteriors_and_alignments_that_match_the_test_pipeline(tmp_path):
@@ -46,19 +34,7 @@ def test_predict_writes_posteriors_and_alignments_that_match_the_test_pipeline(t
     (inputs / "silence.wav").write_bytes((next(inputs.iterdir())).read_bytes()[:44])  # header only
 
     out = tmp_path / "predictions"
-    proc = run_cli(
-        [
-            "+experiment=deep_gmm",
-            "pipeline=predict",
-            f"ckpt_path={run_dir}",
-            f"predict.input={inputs}",
-            f"predict.output={out}",
-            f"hydra.run.dir={tmp_path / 'predict_run'}",
-            "logger=csv",
-            "print_config=false",
-        ],
-        data_dir=tmp_path / "no_training_data_needed",
-    )
+    proc = run_predict("deep_gmm", run_dir, inputs, out, tmp_path, "predict_run")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((out / "predict_summary.json").read_text())
     assert list(summary["skipped"]) == [str(inputs / "silence.wav")]

@@ -8,21 +8,11 @@ import json
 import numpy as np
 from PIL import Image
 
-from tests.helpers import run_cli, run_experiment
+from tests.experiments.test_lowlight_gp_e2e import TINY as E2E_TINY
+from tests.helpers import run_experiment, run_predict
 
 TINY = [
-    "+experiment=lowlight_gp",
-    "logger=csv",
-    "trainer.max_epochs=1",
-    "datamodule.eval_size=64",
-    "datamodule.crop_size=32",
-    "datamodule.n_test=1",
-    "datamodule.train_samples=16",
-    "datamodule.val_samples=8",
-    "datamodule.batch_size=8",
-    "model.widths=[8,8]",
-    "lowlight.enhancer.k=20",
-    "lowlight.enhancer.gp_iterations=10",
+    *(o for o in E2E_TINY if not o.startswith("lowlight.levels")),
     "lowlight.levels=[12]",
     "lowlight.figures.enabled=false",
     "lowlight.lowlight_output=false",
@@ -53,19 +43,7 @@ def test_predict_enhances_a_folder_keeping_paths_orientation_and_names(tmp_path)
     (inputs / "notes.txt").write_text("not an image")
 
     out = tmp_path / "enhanced"
-    proc = run_cli(
-        [
-            "+experiment=lowlight_gp",
-            "pipeline=predict",
-            f"ckpt_path={run_dir}",
-            f"predict.input={inputs}",
-            f"predict.output={out}",
-            f"hydra.run.dir={tmp_path / 'predict_run'}",
-            "logger=csv",
-            "print_config=false",
-        ],
-        data_dir=tmp_path / "no_training_data_needed",
-    )
+    proc = run_predict("lowlight_gp", run_dir, inputs, out, tmp_path, "predict_run")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((out / "predict_summary.json").read_text())
     assert list(summary["skipped"]) == [str(inputs / "cut.jpg")]

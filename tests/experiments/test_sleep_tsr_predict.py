@@ -10,25 +10,10 @@ import numpy as np
 import pytest
 
 from experiments.sleep_tsr.predict import sleep_statistics
-from tests.helpers import run_cli, run_experiment
+from tests.experiments.test_sleep_tsr_experiment import TINY as E2E_TINY
+from tests.helpers import run_cli, run_experiment, run_predict
 
-TINY = [
-    "+experiment=sleep_tsr",
-    "logger=csv",
-    "datamodule.embedded.n_subjects=4",
-    "datamodule.embedded.nights=1",
-    "datamodule.embedded.sleep_hours=0.3",
-    "datamodule.embedded.wake_minutes=[3,5]",
-    "datamodule.num_subjects=4",
-    "datamodule.num_val_subjects=1",
-    "datamodule.seq_len=5",
-    "datamodule.batch_size=8",
-    "datamodule.crop=none",  # every epoch of the night is scored, as predict does
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.enable_model_summary=false",
-    "print_config=false",
-]
+TINY = [*E2E_TINY, "datamodule.crop=none"]  # every epoch scored, as predict does
 
 
 def test_sleep_statistics_of_a_hand_made_night():
@@ -58,19 +43,7 @@ def test_predict_scores_a_folder_of_edf_and_matches_the_test_pipeline(tmp_path):
     (inputs / "broken-PSG.edf").write_bytes(b"0       " + bytes(range(256)) * 4)
 
     out = tmp_path / "predictions"
-    proc = run_cli(
-        [
-            "+experiment=sleep_tsr",
-            "pipeline=predict",
-            f"ckpt_path={run_dir}",
-            f"predict.input={inputs}",
-            f"predict.output={out}",
-            f"hydra.run.dir={tmp_path / 'predict_run'}",
-            "logger=csv",
-            "print_config=false",
-        ],
-        data_dir=tmp_path / "no_training_data_needed",
-    )
+    proc = run_predict("sleep_tsr", run_dir, inputs, out, tmp_path, "predict_run")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((out / "predict_summary.json").read_text())
     assert len(summary["predicted"]) == 1
@@ -115,18 +88,7 @@ def test_predict_scores_a_folder_of_edf_and_matches_the_test_pipeline(tmp_path):
 
     # a folder where nothing can be predicted ends with a non-zero exit naming the reasons
     (inputs / f"{night}-PSG.edf").unlink()
-    bad = run_cli(
-        [
-            "+experiment=sleep_tsr",
-            "pipeline=predict",
-            f"ckpt_path={run_dir}",
-            f"predict.input={inputs}",
-            f"hydra.run.dir={tmp_path / 'predict_bad'}",
-            "logger=csv",
-            "print_config=false",
-        ],
-        data_dir=tmp_path / "no_training_data_needed",
-    )
+    bad = run_predict("sleep_tsr", run_dir, inputs, out, tmp_path, "predict_bad")
     assert bad.returncode != 0
     assert "nothing could be predicted" in bad.stdout + bad.stderr
 
