@@ -9,7 +9,9 @@ shared machine hits them alike; the median over rounds is reported with the CPU 
 count, BLAS/oneDNN build and the denormal setting, because the ratio depends on all of them.
 Target: recurrent-BN <= 1.5x plain.
 
-    python benchmarks/sleep_tsr_train_step.py [--device cuda] [--rounds 10] [--threads 1]
+    python benchmarks/sleep_tsr_train_step.py [--device cuda] [--amp bf16] [--rounds 10] [--json F]
+
+It ends with the projected time of the paper's gamma study (700 LOSO jobs) on the device used.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's code
 
+from benchmarks.common import (
+    add_common_args,
+    autocast,
+    describe,
+    machine,
+    resolve_device,
+    write_record,
+)
+from benchmarks.studies import STUDIES
 from losses.sleep_tsr import TemporalSmoothnessLoss
 from models.sleep_tsr import SeqSleepNet
 
@@ -82,10 +93,9 @@ def _sync(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    add_common_args(parser)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="skip the autograd-loop variant")
@@ -94,9 +104,8 @@ def main() -> None:
         help="flush denormal floats to zero (as training does; denormals slow x86 FMA units)",
     )  # fmt: skip
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    device = resolve_device(parser, args)
     flush = torch.set_flush_denormal(args.flush_denormal == "on") and args.flush_denormal == "on"
-    device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.seq_len, 29, 129, device=device)
     y = torch.randint(0, 5, (args.batch, args.seq_len), device=device)
@@ -116,7 +125,8 @@ def main() -> None:
     def step(net: SeqSleepNet, opt: torch.optim.Optimizer) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        out = loss_fn(net(x), y, net.l2_parameters())
+        with autocast(device, args.amp):
+            out = loss_fn(net(x), y, net.l2_parameters())
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
@@ -129,13 +139,27 @@ def main() -> None:
             if r >= args.warmup:
                 times.append(ms)
     base = statistics.median(runs[BASELINE][2])
+    info = machine(device)
+    print(describe(info))
     print("\n".join(machine_info(device, args.threads, flush)))
-    print(f"device={device} batch={args.batch}x{args.seq_len} rounds={args.rounds} (interleaved)")
+    print(
+        f"device={device} amp={args.amp} batch={args.batch}x{args.seq_len} "
+        f"rounds={args.rounds} (interleaved)"
+    )
+    figures = {}
     for name, (_, _, times) in runs.items():
         med = statistics.median(times)
+        figures[name] = {"ms_per_step": round(med, 2), "ratio_vs_plain": round(med / base, 3)}
         print(
             f"{name:30s} {med:8.1f} ms/step  (min {min(times):.1f})  ratio vs plain {med / base:.2f}x"
         )
+    default = next(iter(runs))  # the default network (recurrent-BN, fused)
+    study = STUDIES["sleep_tsr"]
+    seconds = figures[default]["ms_per_step"] / 1e3
+    print(study.line(seconds, info["device"]))
+    figures["projected_study_hours"] = round(study.projected_hours(seconds), 2)
+    figures["amp"] = args.amp
+    write_record(args.json, "sleep_tsr_train_step", info, figures)
 
 
 if __name__ == "__main__":

@@ -291,6 +291,10 @@ class BNLSTM(nn.Module):
             buf[:n].lerp_(target, self.momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The recurrence and its batch statistics run in float32 even under bf16 autocast: the
+        # fused backward mixes its saved tensors with the weights' grads, and per-step variances
+        # of bf16 pre-activations lose most of their digits.
+        x = x.float()
         xt = x.transpose(0, 1)  # (T, B, I)
         xs = torch.stack([xt, xt.flip(0)]) if self.num_directions == 2 else xt[None]
         running = tuple(
@@ -304,7 +308,8 @@ class BNLSTM(nn.Module):
             self.bn_c_bias[:, None], running, self.training, self.eps,
         )  # fmt: skip
         fn = _BNLSTMFunction.apply if self.fused else bn_lstm_reference
-        out, *stats = fn(*args)
+        with torch.autocast(x.device.type, enabled=False):
+            out, *stats = fn(*args)
         if self.training:
             with torch.no_grad():
                 self._update_running(stats)
