@@ -45,7 +45,7 @@ class Step:
     script: str
     args: list[str]
     smoke: list[str] = field(default_factory=list)
-    timeout: int = 240
+    timeout: int = 150
 
 
 def run_steps(device: str) -> list[Step]:
@@ -58,7 +58,7 @@ def run_steps(device: str) -> list[Step]:
             [f"+experiment={p}", "debug=fast_dev_run", f"debug.trainer.accelerator={accel}"]
             + EXTRA.get(p, []),
             smoke=["--cfg", "job"],
-            timeout=300,
+            timeout=240,
         )
         for p in PRESETS
     ]
@@ -70,6 +70,7 @@ CPU_STEPS = [
         "benchmarks/sleep_tsr_train_step.py",
         ["--device", "cpu", "--rounds", "6", "--warmup", "1", "--skip-loop"],
         smoke=["--batch", "2", "--seq-len", "2", "--rounds", "1", "--warmup", "0"],
+        timeout=240,
     ),
     Step(
         "cpu_deep_gmm_speed",
@@ -87,6 +88,7 @@ CPU_STEPS = [
             "--repeats",
             "1",
         ],
+        timeout=240,
     ),
 ]
 
@@ -192,6 +194,21 @@ def execute(step: Step, work: Path, dry_run: bool) -> tuple[str, bool, float]:
     return step.name, ok, seconds
 
 
+def publish(results: list[tuple[str, str, float]], work: Path, out_md: Path, note: str) -> None:
+    """Render the gpu-check block from what has run so far (and copy it to ``$OUT``), so that a
+    check stopped from outside still leaves every finished step's figures behind."""
+    table = ["| step | status | seconds |", "|---|---|---|"]
+    table += [f"| {n} | {status} | {s:.0f} |" for n, status, s in results]
+    body = "\n\n".join([note, "\n".join(table), render_records(load_records(work / "records"))])
+    text = out_md.read_text() if out_md.exists() else "# Results\n"
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(replace_section(text, "gpu-check", body))
+    if out := os.environ.get("OUT"):
+        shutil.copy(out_md, Path(out) / "results.md")
+        for part in ("logs", "records"):  # not the run dirs: checkpoints and images are large
+            shutil.make_archive(str(Path(out) / f"gpu_check_{part}"), "gztar", work / part, ".")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="CPU, smoke sizes, configs only")
@@ -200,9 +217,13 @@ def main() -> int:
         "--results", default="docs/results.md", help="file whose gpu-check block is rewritten"
     )
     ap.add_argument("--only", nargs="*", default=None, help="step names to run (default: all)")
+    ap.add_argument(
+        "--budget", type=float, default=450, help="seconds; later steps are skipped, not started"
+    )
     args = ap.parse_args()
     device = "cpu" if args.dry_run else "cuda"
     work = (ROOT / args.work).resolve()
+    out_md = (ROOT / args.results).resolve()
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
     (work / "records").mkdir()
@@ -210,30 +231,29 @@ def main() -> int:
     if args.only is not None:
         runs, cpu, gpu = ([s for s in group if s.name in args.only] for group in (runs, cpu, gpu))
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, len(runs) + len(cpu))) as pool:
-        first = list(pool.map(lambda s: execute(s, work, args.dry_run), [*runs, *cpu]))
-    second = [execute(s, work, args.dry_run) for s in gpu]
-    results = first + second
-    failed = [name for name, ok, _ in results if not ok]
-    table = ["| step | status | seconds |", "|---|---|---|"]
-    table += [f"| {n} | {'ok' if ok else '**failed**'} | {s:.0f} |" for n, ok, s in results]
-    body = "\n\n".join(
-        [
-            f"`bash benchmarks/gpu_check.sh`{' --dry-run (CPU, smoke sizes)' if args.dry_run else ''}"
-            f", {time.perf_counter() - t0:.0f} s in all.",
-            "\n".join(table),
-            render_records(load_records(work / "records")),
-        ]
+    note = (
+        f"`bash benchmarks/gpu_check.sh{' --dry-run' if args.dry_run else ''}` "
+        f"({'CPU, smoke sizes' if args.dry_run else 'CUDA'}), started "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
     )
-    results_md = (ROOT / args.results).resolve()
-    text = results_md.read_text() if results_md.exists() else "# Results\n"
-    results_md.parent.mkdir(parents=True, exist_ok=True)
-    results_md.write_text(replace_section(text, "gpu-check", body))
-    print(f"wrote the gpu-check block of {results_md}; failed: {failed or 'none'}")
-    if out := os.environ.get("OUT"):
-        shutil.copy(results_md, Path(out) / "results.md")
-        for part in ("logs", "records"):  # not the run dirs: checkpoints and images are large
-            shutil.make_archive(str(Path(out) / f"gpu_check_{part}"), "gztar", work / part, ".")
+    results: list[tuple[str, str, float]] = []
+
+    def record(name: str, ok: bool, seconds: float) -> None:
+        results.append((name, "ok" if ok else "**failed**", seconds))
+        publish(results, work, out_md, note)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(runs) + len(cpu))) as pool:
+        for name, ok, seconds in pool.map(lambda s: execute(s, work, args.dry_run), [*runs, *cpu]):
+            record(name, ok, seconds)
+    for step in gpu:
+        if time.perf_counter() - t0 > args.budget:
+            results.append((step.name, f"skipped (over the {args.budget:.0f} s budget)", 0.0))
+            print(f"skip {step.name}: over the budget", flush=True)
+            continue
+        record(*execute(step, work, args.dry_run))
+    publish(results, work, out_md, note + f" {time.perf_counter() - t0:.0f} s in all.")
+    failed = [name for name, status, _ in results if status != "ok"]
+    print(f"wrote the gpu-check block of {out_md}; not ok: {failed or 'none'}")
     return 1 if failed else 0
 
 
