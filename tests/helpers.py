@@ -99,9 +99,16 @@ def run_cli_cases(cases: list[list[str]], data_dir: Path, timeout: int = 900) ->
 
 
 def run_predict(
-    experiment: str, run_dir: Path, inputs: Path, out: Path, tmp_path: Path, name: str = "predict"
+    experiment: str,
+    run_dir: Path,
+    inputs: Path,
+    out: Path,
+    tmp_path: Path,
+    name: str = "predict",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """``pipeline=predict`` of ``experiment`` with ``run_dir``'s checkpoint on ``inputs``.
+    """``pipeline=predict`` of ``experiment`` with ``run_dir``'s checkpoint on ``inputs``
+    (``extra``: more overrides, e.g. predictor options).
 
     The data dir points at an empty folder: predict must not need the training data.
     """
@@ -115,6 +122,7 @@ def run_predict(
             f"hydra.run.dir={tmp_path / name}",
             "logger=csv",
             "print_config=false",
+            *extra,
         ],
         data_dir=tmp_path / "no_training_data_needed",
     )
