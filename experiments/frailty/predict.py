@@ -97,6 +97,8 @@ class FrailtyPredictor:
     # ------------------------------------------------------------------ files
     def inputs(self, root: Path) -> list[Path]:
         """One recording path per participant (a missing file is skipped later, named)."""
+        if root.is_file() and root.name == Path(self.schema.participants_file).name:
+            root = root.parents[len(Path(self.schema.participants_file).parts) - 1]
         if root.is_file():
             self.participants = {root: (root.stem, self.schema.rate_hz, np.nan)}
             return [root]

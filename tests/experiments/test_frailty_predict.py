@@ -164,6 +164,8 @@ def test_predict_needs_no_score_and_no_table(trained, tmp_path):
     for pid, row in results["table"].items():  # the same recording, the same answer
         assert row == results["bare"][pid]
 
+    table_file = FrailtyPredictor(model, opts, schema={"delimiter": ";"})  # the table as input
+    assert len(table_file.inputs(unscored / "participants.csv")) == 3
     with pytest.raises(ConfigError, match="channel_columns"):
         FrailtyPredictor(model, opts, schema={"channel_columns": ["acc_x", "acc_y"]})
 
