@@ -99,9 +99,16 @@ def run_cli_cases(cases: list[list[str]], data_dir: Path, timeout: int = 900) ->
 
 
 def run_predict(
-    experiment: str, run_dir: Path, inputs: Path, out: Path, tmp_path: Path, name: str = "predict"
+    experiment: str,
+    run_dir: Path,
+    inputs: Path,
+    out: Path,
+    tmp_path: Path,
+    name: str = "predict",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """``pipeline=predict`` of ``experiment`` with ``run_dir``'s checkpoint on ``inputs``.
+    """``pipeline=predict`` of ``experiment`` with ``run_dir``'s checkpoint on ``inputs``
+    (``extra``: more overrides, e.g. predictor options).
 
     The data dir points at an empty folder: predict must not need the training data.
     """
@@ -115,6 +122,65 @@ def run_predict(
             f"hydra.run.dir={tmp_path / name}",
             "logger=csv",
             "print_config=false",
+            *extra,
         ],
         data_dir=tmp_path / "no_training_data_needed",
     )
+
+
+def compose_config(overrides: list[str], tmp_path: Path):
+    """The config ``python run.py *overrides`` runs with, composed in process (no start-up
+    cost): datasets under ``tmp_path/data``, the job directory ``tmp_path/run``."""
+    from hydra import compose, initialize_config_dir
+
+    import experiments.runner  # noqa: F401  (registers the runner's resolvers)
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", [*overrides, f"paths.data_dir={tmp_path / 'data'}"])
+    cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def fit_test_in_process(cfg, module, datamodule, ckpt: Path, max_epochs: int = 1) -> dict:
+    """Fit and test ``module`` with a plain CPU Trainer, then save ``ckpt`` as the runner's
+    checkpoints are (resolved run config and datamodule state inside); returns the test
+    metrics."""
+    import lightning as L
+    import torch
+    from omegaconf import OmegaConf
+
+    from experiments.runner.callbacks import EmbedRunConfig
+
+    keys = [k for k in cfg if k != "hydra"]
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[EmbedRunConfig(resolved)],
+    )
+    threads = torch.get_num_threads()  # module-scoped fixtures run before conftest's 1 thread
+    torch.set_num_threads(1)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(ckpt)
+    return metrics
+
+
+def predict_in_process(overrides: list[str], tmp_path: Path, name: str = "predict") -> dict:
+    """``run.py pipeline=predict *overrides`` through the runner's loop, in process; returns
+    its metrics (``DataError`` / ``ConfigError`` propagate)."""
+    from experiments.runner.context import RunContext
+    from experiments.runner.predict import predict
+
+    cfg = compose_config(["pipeline=predict", *overrides], tmp_path / "no_training_data_needed")
+    out = tmp_path / name
+    out.mkdir(parents=True, exist_ok=True)
+    return predict(RunContext(cfg, out, None, None, trainer_factory=lambda **_: None))

@@ -155,6 +155,7 @@ class FrailtyDataModule(L.LightningDataModule):
         self.in_channels = len(self.schema.channel_columns)
         self.arrays: dict[str, np.ndarray] | None = None
         self.meta: dict | None = None
+        self.saved_state: dict[str, Any] = {}  # what a checkpoint restored (load_state_dict)
 
     # -- data -------------------------------------------------------------------------------
     def cohort_root(self) -> Path:
@@ -245,6 +246,26 @@ class FrailtyDataModule(L.LightningDataModule):
                     cls,
                     self.split,
                 )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything prediction on a new cohort needs, without the training data: Lightning
+        stores it in every checkpoint (``pipeline=predict``, experiments/frailty/predict.py)."""
+        if self.meta is None:
+            return {}
+        return {
+            "class_names": list(self.class_names),
+            "schema": self.schema.as_dict(),  # channel columns (their order), rate and time keys
+            "target_rate_hz": self.target_rate_hz,
+            "max_nan_gap_s": self.max_nan_gap_s,
+            "settings": asdict(self.settings),  # window, stride, wavelet, level, coefficients
+            "scaler": dict(self.meta["scaler"]),  # clipping bounds, mean, scale (train only)
+            "split": self.split,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A resumed fit re-reads the cohort (the cache makes that cheap) and refits the same
+        scaler from the same split; the saved state is kept only for inspection."""
+        self.saved_state = dict(state)
 
     def class_counts(self, split: str = "train") -> np.ndarray:
         """Windows per class in a split (for class-weighted losses)."""

@@ -174,6 +174,17 @@ class OutlierScaler:
         out /= self.scale.astype(np.float32)
         return out
 
+    @classmethod
+    def from_state(cls, state: dict) -> OutlierScaler:
+        """The scaler :meth:`state` describes (e.g. from a checkpoint), fitted as it was."""
+        as_array = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+        scaler = cls(k=state["k"])
+        scaler.low, scaler.high = as_array(state["low"]), as_array(state["high"])
+        scaler.mean, scaler.scale = as_array(state["mean"]), as_array(state["scale"])
+        if scaler.mean is None or scaler.scale is None:
+            raise ValueError("scaler state has no mean / scale: it was never fitted")
+        return scaler
+
     def state(self) -> dict:
         as_list = lambda a: None if a is None else np.asarray(a).tolist()  # noqa: E731
         return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -156,9 +156,18 @@ def split_nan_stretches(signal: np.ndarray, max_gap: int) -> tuple[list[np.ndarr
     Returns the NaN-free segments, the number of stretches cut and of samples interpolated.
     A sample counts as missing when any channel is NaN (the IMU sample is incomplete).
     """
+    segments, _, cut, filled = split_nan_stretches_at(signal, max_gap)
+    return segments, cut, filled
+
+
+def split_nan_stretches_at(
+    signal: np.ndarray, max_gap: int
+) -> tuple[list[np.ndarray], list[int], int, int]:
+    """:func:`split_nan_stretches` that also returns where each segment starts (sample index
+    into ``signal``), so a window can be placed in time (predict's ``windows.csv``)."""
     bad = ~np.isfinite(signal).all(axis=1)
     if not bad.any():
-        return [signal], 0, 0
+        return [signal], [0], 0, 0
     # Runs of missing samples: starts/ends from the edges of the boolean mask.
     edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -175,14 +184,16 @@ def split_nan_stretches(signal: np.ndarray, max_gap: int) -> tuple[list[np.ndarr
         for c in range(signal.shape[1]):
             signal[fill_mask, c] = np.interp(idx[fill_mask], idx[good], signal[good, c])
     cut = ~fill
-    segments, prev = [], 0
+    segments, offsets, prev = [], [], 0
     for s, e in zip(starts[cut], ends[cut]):
         if s > prev:
             segments.append(signal[prev:s])
+            offsets.append(int(prev))
         prev = e
     if prev < len(signal):
         segments.append(signal[prev:])
-    return segments, int(cut.sum()), int(lengths[fill].sum())
+        offsets.append(int(prev))
+    return segments, offsets, int(cut.sum()), int(lengths[fill].sum())
 
 
 def _numeric(column: pd.Series, path: Path, schema: CohortSchema) -> tuple[pd.Series, int]:
@@ -255,6 +266,46 @@ def read_participants(root: str | Path, schema: CohortSchema) -> tuple[pd.DataFr
     if schema.rate_column is not None:
         table[schema.rate_column] = _numeric(table[schema.rate_column], path, schema)[0]
     return table, _scores(table, schema, path)
+
+
+def read_unlabelled_participants(
+    root: str | Path, schema: CohortSchema
+) -> tuple[pd.DataFrame, pd.Series, CohortSchema]:
+    """A participants table for prediction: only the id column is required.
+
+    The Fried score (or the five criteria) and the rate column are used when the table has
+    them and ignored when it has not. Returns the table, each participant's score (NaN where
+    unknown, all NaN without score columns) and the schema as it applies to this table (score
+    and rate keys dropped where their columns are absent). Bad content raises ``CohortError``.
+    """
+    path = Path(root) / schema.participants_file
+    table = _read_csv(path, schema, dtype={schema.id_column: str})
+    if schema.id_column not in table.columns:
+        raise CohortError(
+            f"{path}: no participant id column {schema.id_column!r} (columns are "
+            f"{list(table.columns)}); set predict.predictor.schema.id_column"
+        )
+    table[schema.id_column] = table[schema.id_column].astype(str).str.strip()
+    dupes = table[schema.id_column][table[schema.id_column].duplicated()].unique().tolist()
+    if dupes:
+        raise CohortError(f"{path}: duplicate participant ids {dupes[:10]} in {schema.id_column}")
+    criteria = tuple(c for c in schema.criteria_columns if c in table.columns)
+    has_score = schema.score_column is not None and schema.score_column in table.columns
+    if has_score:
+        schema = replace(schema, criteria_columns=criteria if len(criteria) == 5 else ())
+    elif len(criteria) == 5:
+        schema = replace(schema, score_column=None, criteria_columns=criteria)
+    else:
+        schema = replace(schema, score_column=None, criteria_columns=())
+    if schema.rate_column is not None and schema.rate_column not in table.columns:
+        schema = replace(schema, rate_column=None)
+    if schema.rate_column is not None:
+        table[schema.rate_column] = _numeric(table[schema.rate_column], path, schema)[0]
+    if schema.score_column is None and not schema.criteria_columns:
+        scores = pd.Series(np.nan, index=table.index)
+    else:
+        scores = _scores(table, schema, path)
+    return table, scores, schema
 
 
 def _text_scores(column: pd.Series, ids: pd.Series, schema: CohortSchema, path: Path) -> pd.Series:
@@ -413,17 +464,99 @@ def gait_frequency(signal: np.ndarray, rate_hz: float) -> float | None:
     return float(freqs[band][np.argmax(power[band])])
 
 
-def orphan_recordings(root: Path, schema: CohortSchema, ids: set[str]) -> list[str]:
-    """Files matching ``recording_pattern`` whose id has no row in the participants table."""
+def recordings_by_id(root: Path, schema: CohortSchema) -> dict[str, Path]:
+    """Every file matching ``recording_pattern`` under ``root``, by the id it names."""
     pattern = schema.recording_pattern
     regex = re.escape(pattern).replace(re.escape("{id}"), "(?P<id>[^/]+)", 1)
     regex = re.compile("^" + regex.replace(re.escape("{id}"), "(?P=id)") + "$")
-    found = []
+    found = {}
     for path in sorted(root.glob(pattern.replace("{id}", "*"))):
         match = regex.match(path.relative_to(root).as_posix())
-        if match and match.group("id") not in ids:
-            found.append(str(path.relative_to(root)))
+        if match:
+            found[match.group("id")] = path
     return found
+
+
+def orphan_recordings(root: Path, schema: CohortSchema, ids: set[str]) -> list[str]:
+    """Files matching ``recording_pattern`` whose id has no row in the participants table."""
+    return [
+        str(path.relative_to(root))
+        for pid, path in recordings_by_id(root, schema).items()
+        if pid not in ids
+    ]
+
+
+@dataclass
+class RecordingSignal:
+    """One recording at the target rate: its NaN-free segments of at least one window and
+    where each starts (seconds from the file's first sample)."""
+
+    source_rate_hz: float
+    segments: list[np.ndarray]  # each (time, channels) float32
+    onsets_s: list[float]
+
+
+def read_recording(
+    path: Path,
+    schema: CohortSchema,
+    declared_rate_hz: float | None,
+    target_rate_hz: float,
+    min_samples: int,
+    max_nan_gap_s: float = 0.1,
+    report: CohortReport | None = None,
+) -> RecordingSignal:
+    """One participant's IMU file -> its segments at ``target_rate_hz``, exactly as training
+    reads it (``read_cohort`` and predict share this). Missing channel columns, an unreadable
+    file or a rate that disagrees with the time column raise ``CohortError``; what was
+    interpolated, cut or suspected is counted in ``report``. Segments shorter than
+    ``min_samples`` are left out (the caller decides what none left means)."""
+    report = report if report is not None else CohortReport()
+    header = _read_csv(path, schema, nrows=0).columns
+    missing = [c for c in schema.channel_columns if c not in header]
+    if missing:
+        raise CohortError(
+            f"{path}: channel column(s) {missing} not found (columns are {list(header)}); "
+            "fix datamodule.schema.channel_columns (or delimiter) or remove the participant"
+        )
+    cols = list(schema.channel_columns)
+    if schema.time_column is not None and schema.time_column in header:
+        cols.append(schema.time_column)
+    frame = _read_csv(path, schema, usecols=cols)
+    t = _time_seconds(frame, schema, path)
+    rate = _source_rate(t, declared_rate_hz, schema, path)
+    columns = [_numeric(frame[c], path, schema) for c in schema.channel_columns]
+    report.non_numeric_cells += sum(n for _, n in columns)
+    signal = np.stack([v.to_numpy(np.float32) for v, _ in columns], axis=1)
+    if t is not None:
+        signal, gaps, gap_samples = fill_time_gaps(signal, t)
+        report.time_gaps += gaps
+        report.time_gap_samples += gap_samples
+    else:
+        freq = gait_frequency(signal, rate)
+        if freq is not None and not GAIT_BAND_HZ[0] <= freq <= GAIT_BAND_HZ[1]:
+            report.rate_suspect.append(str(path))
+            log.warning(
+                "frailty cohort: %s: at the declared %g Hz its dominant frequency is %.2f Hz, "
+                "outside a walk's %g-%g Hz: check datamodule.schema.rate_column / rate_hz",
+                path,
+                rate,
+                freq,
+                *GAIT_BAND_HZ,
+            )
+    if rate < target_rate_hz * (1 - 1e-6):
+        report.upsampled[round(rate, 3)] += 1
+    max_gap = int(round(max_nan_gap_s * rate))
+    pieces, starts, cut, filled = split_nan_stretches_at(signal, max_gap)
+    report.nan_stretches_cut += cut
+    report.nan_samples_interpolated += filled
+    pieces = [resample(p, rate, target_rate_hz) for p in pieces]
+    report.longest_samples = max([report.longest_samples, *(len(p) for p in pieces)])
+    keep = [k for k, p in enumerate(pieces) if len(p) >= min_samples]
+    return RecordingSignal(
+        rate,
+        [np.ascontiguousarray(pieces[k], dtype=np.float32) for k in keep],
+        [starts[k] / rate for k in keep],
+    )
 
 
 def read_cohort(
@@ -460,50 +593,13 @@ def read_cohort(
             report.drop("recording file missing", pid)
             log.warning("frailty cohort: no recording for participant %s at %s", pid, path)
             continue
-        header = _read_csv(path, schema, nrows=0).columns
-        missing = [c for c in schema.channel_columns if c not in header]
-        if missing:
-            raise CohortError(
-                f"{path}: channel column(s) {missing} not found (columns are {list(header)}); "
-                "fix datamodule.schema.channel_columns (or delimiter) or remove the participant"
-            )
-        cols = list(schema.channel_columns)
-        if schema.time_column is not None and schema.time_column in header:
-            cols.append(schema.time_column)
-        frame = _read_csv(path, schema, usecols=cols)
-        t = _time_seconds(frame, schema, path)
         declared = schema.rate_hz
         if schema.rate_column is not None:
             declared = table[schema.rate_column].iloc[i]
-        rate = _source_rate(t, declared, schema, path)
-        columns = [_numeric(frame[c], path, schema) for c in schema.channel_columns]
-        report.non_numeric_cells += sum(n for _, n in columns)
-        signal = np.stack([v.to_numpy(np.float32) for v, _ in columns], axis=1)
-        if t is not None:
-            signal, gaps, gap_samples = fill_time_gaps(signal, t)
-            report.time_gaps += gaps
-            report.time_gap_samples += gap_samples
-        else:
-            freq = gait_frequency(signal, rate)
-            if freq is not None and not GAIT_BAND_HZ[0] <= freq <= GAIT_BAND_HZ[1]:
-                report.rate_suspect.append(str(path))
-                log.warning(
-                    "frailty cohort: %s: at the declared %g Hz its dominant frequency is %.2f Hz, "
-                    "outside a walk's %g-%g Hz: check datamodule.schema.rate_column / rate_hz",
-                    path,
-                    rate,
-                    freq,
-                    *GAIT_BAND_HZ,
-                )
-        if rate < target_rate_hz * (1 - 1e-6):
-            report.upsampled[round(rate, 3)] += 1
-        max_gap = int(round(max_nan_gap_s * rate))
-        pieces, cut, filled = split_nan_stretches(signal, max_gap)
-        report.nan_stretches_cut += cut
-        report.nan_samples_interpolated += filled
-        pieces = [resample(p, rate, target_rate_hz) for p in pieces]
-        report.longest_samples = max([report.longest_samples, *(len(p) for p in pieces)])
-        kept = [np.ascontiguousarray(p, dtype=np.float32) for p in pieces if len(p) >= min_samples]
+        signal = read_recording(
+            path, schema, declared, target_rate_hz, min_samples, max_nan_gap_s, report
+        )
+        rate, kept = signal.source_rate_hz, signal.segments
         if not kept:
             report.drop("shorter than one window (after cutting NaN stretches and gaps)", pid)
             log.warning("frailty cohort: %s has no stretch of %d samples", path, min_samples)

@@ -25,11 +25,13 @@ from core.checks import (
 )
 from core.sampling import seeded_train_loader
 from datamodules.sd_mae.folder import ClassFolderDataset, check_images, scan_class_folders
-from datamodules.sd_mae.pcam import PCAM_CLASSES, PCamDataset
+from datamodules.sd_mae.pcam import PCAM_CLASSES, PCAM_SIZE, PCamDataset
 from datamodules.sd_mae.split import compile_group_regex, groups_from_names, holdout
 from datamodules.sd_mae.tiles import write_tiles
 from datamodules.sd_mae.transforms import (
     FINETUNE_AUGMENTS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     STAGES,
     eval_transform,
     train_transform,
@@ -166,6 +168,9 @@ class SDMAEDataModule(L.LightningDataModule):
         self._train_idx = self._val_idx = None
         self._val_base: Dataset | None = None
         self._test: Dataset | None = None
+        self._crop = 1.0
+        self._native: int | None = None
+        self.saved_state: dict = {}  # what a checkpoint restored (load_state_dict)
 
     # ------------------------------------------------------------------ data
     @property
@@ -213,6 +218,7 @@ class SDMAEDataModule(L.LightningDataModule):
             self._train_idx = np.arange(len(train))
             self._val_idx = np.arange(len(val))
             self._crop = 1.0
+            self._native = PCAM_SIZE
         else:
             tr_root, te_root, native, crop = self._folders()
             if self.test_fraction is not None:  # one folder of classes: seeded hold-out
@@ -269,6 +275,7 @@ class SDMAEDataModule(L.LightningDataModule):
                 )
                 self._test.samples = [self._test.samples[i] for i in np.sort(keep)]
             self._crop = crop
+            self._native = native
         self._check_classes()
         log.info(
             "%s: %d classes %s, train %d / val %d / test %d",
@@ -279,6 +286,27 @@ class SDMAEDataModule(L.LightningDataModule):
             len(self._val_idx),
             len(self._test),
         )
+
+    def state_dict(self) -> dict:
+        """How a new tile becomes the network's input, and what its outputs mean: Lightning
+        stores it in every stage's checkpoint, so ``pipeline=predict`` needs neither the
+        training data nor its config (experiments/sd_mae/predict.py)."""
+        if not self.classes:
+            return {}
+        return {
+            "classes": list(self.classes),
+            "img_size": self.img_size,
+            "native_size": self._native,  # tiles are first resized to this (bicubic), if set
+            "crop_ratio": self._crop,  # resize to img_size / crop_ratio, centre-crop img_size
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "dataset": self.dataset,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """A resumed stage re-reads the files (same classes, same transforms); the saved
+        state is kept only for inspection."""
+        self.saved_state = dict(state)
 
     def _groups(self, paths: list[Path]) -> np.ndarray | None:
         return groups_from_names(paths, self.group_regex) if self.group_regex else None

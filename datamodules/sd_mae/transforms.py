@@ -62,14 +62,20 @@ def train_transform(
     return T.Compose(ops)
 
 
-def eval_transform(img_size: int, crop_ratio: float = 1.0) -> T.Compose:
-    """Resize (then centre-crop when ``crop_ratio`` < 1, as for ImageNet) and normalise."""
+def eval_transform(
+    img_size: int,
+    crop_ratio: float = 1.0,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> T.Compose:
+    """Resize (then centre-crop when ``crop_ratio`` < 1, as for ImageNet) and normalise
+    (``mean`` / ``std``: a checkpoint's own statistics at predict time)."""
     resize = int(round(img_size / crop_ratio))
     return T.Compose(
         [
             T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(img_size),
             T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            T.Normalize(mean, std),
         ]
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,6 +91,10 @@ class Predictor(Protocol):
     def finish(self, out_dir: Path) -> list[Path]:
         """Write what spans all files (tables over nights, participants, ...)."""
 
+    # Optional: ``choose_checkpoint(run_dir: Path, **its keys) -> Path`` (a classmethod or
+    # staticmethod) picks the checkpoint of a run directory given as ckpt_path, for a chained
+    # run whose model is not the run's best checkpoint (sd_mae: probe or fine-tune).
+
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     """A CSV of dict rows (columns in first-seen order): the per-file tables predictors write."""
@@ -107,9 +112,11 @@ def is_predict(cfg: DictConfig) -> bool:
     return bool(node is not None and node.get("enabled", False))
 
 
-def resolve_checkpoint(ckpt_path: str | None) -> Path:
+def resolve_checkpoint(ckpt_path: str | None, choose: Callable[[Path], Path] | None = None) -> Path:
     """A checkpoint file, or a run directory -> its best checkpoint (else ``last.ckpt``, else the
-    newest ``*.ckpt`` in its ``checkpoints/``)."""
+    newest ``*.ckpt`` in its ``checkpoints/``). ``choose`` picks in a run directory instead, for
+    a chained run whose classifier is not its main checkpoint (the predictor's
+    ``choose_checkpoint``)."""
     if not ckpt_path:
         raise ConfigError(
             "ckpt_path",
@@ -119,6 +126,8 @@ def resolve_checkpoint(ckpt_path: str | None) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
+        if choose is not None:
+            return choose(path)
         ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         by_time = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
         best = [p for p in by_time if p.name.startswith("best")]
@@ -162,7 +171,11 @@ def predict(ctx: RunContext) -> dict[str, float]:
             "predict.predictor",
             f"experiment {ctx.cfg.get('task_name')!r} defines no predictor for pipeline=predict",
         )
-    trained = load_trained(resolve_checkpoint(ctx.cfg.get("ckpt_path")))
+    factory = instantiate(opts.predictor)  # functools.partial(<paper's predictor>, **its keys)
+    choose = getattr(getattr(factory, "func", factory), "choose_checkpoint", None)
+    keys = dict(getattr(factory, "keywords", None) or {})
+    pick = (lambda run_dir: choose(run_dir, **keys)) if choose is not None else None
+    trained = load_trained(resolve_checkpoint(ctx.cfg.get("ckpt_path"), pick))
     log.info("predicting with %s", trained.checkpoint)
     out_dir = (
         Path(str(opts.output)).expanduser()
@@ -170,7 +183,7 @@ def predict(ctx: RunContext) -> dict[str, float]:
         else ctx.output_dir / "predictions"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor: Predictor = instantiate(opts.predictor)(trained=trained, options=opts)
+    predictor: Predictor = factory(trained=trained, options=opts)
     files = predictor.inputs(source)
     if not files:
         raise DataError(f"{source}: no input files found for this model")
