@@ -54,7 +54,7 @@ def _hydra_info(task_name: str) -> tuple[bool, list[str], str | None, str | None
 
 def _optimized(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
     key = cfg.get("optimized_metric")
-    if not key:
+    if not key or cfg.get("predict", {}).get("enabled"):  # predict writes files, not metrics
         return None
     value = metrics.get(key)
     if value is None:
