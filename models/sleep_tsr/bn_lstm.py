@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.sleep_tsr.bn_lstm_kernels import cpp_kernels
+
 Stats = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -61,6 +63,78 @@ def _bn_backward(
     return d_hat.sub_(m1).sub_(x_hat * m2).mul_(rstd)
 
 
+def _forward_cpp(
+    ctx,
+    ext,
+    xs,
+    w_ih,
+    ih_scale,
+    offset,
+    w_hh,
+    hh_scale,
+    c_scale,
+    c_offset,
+    running,
+    batch_stats,
+    eps,
+    hs,
+):  # noqa: ANN001
+    """Forward of :class:`_BNLSTMFunction` with the C++ step kernel (float32 CPU).
+
+    The input product is one small GEMM per step rather than one hoisted GEMM: a hoisted
+    (D, T, B, 4H) product is 38 MB at the paper's size, above glibc's mmap threshold, so it
+    is a fresh mapping (page faults) every call, while per-step tiles are reused heap blocks.
+    """
+    d, t_len, b, _ = xs.shape
+    h = w_hh.shape[1]
+    slots = running[0].shape[0]
+    stats = tuple(r.new_zeros((t_len, *r.shape[1:])) for r in running)  # (T, D, 1, size)
+    params = [p.contiguous() for p in (ih_scale, offset, hh_scale, c_scale, c_offset)]
+    c = xs.new_zeros(d, b, h)
+    saved = []
+    for t in range(t_len):
+        xw = torch.bmm(xs[:, t], w_ih)  # -> x_hat in place
+        a = torch.bmm(hs[t], w_hh)  # -> a_hat in place
+        act = torch.empty_like(a)
+        c_new, c_hat, tc = torch.empty_like(c), torch.empty_like(c), torch.empty_like(c)
+        r_x, r_a, r_c = a.new_empty(d, 1, 4 * h), a.new_empty(d, 1, 4 * h), c.new_empty(d, 1, h)
+        k = min(t, slots - 1)
+        moments = [s[t] for s in stats] if batch_stats else [r[k] for r in running]
+        ext.forward_step(xw, a, *params, c, act, c_new, c_hat, tc, hs[t + 1], *moments,
+                         r_x, r_a, r_c, batch_stats, eps)  # fmt: skip
+        saved.append((xw, a, act, c, c_hat, tc, r_x, r_a, r_c))
+        c = c_new
+    ctx.save_for_backward(xs, w_ih, w_hh, hs, *params)
+    ctx.steps, ctx.batch_stats = saved, batch_stats
+    ctx.mark_non_differentiable(*stats)
+    return (hs[1:], *stats)
+
+
+def _backward_cpp(ctx, d_out):  # noqa: ANN001
+    """Backward of :func:`_forward_cpp`: C++ step kernel between torch's GEMMs."""
+    xs, w_ih, w_hh, hs, ih_scale, offset, hh_scale, c_scale, c_offset = ctx.saved_tensors
+    d, t_len, b, _ = xs.shape
+    d_xs = xs.new_empty(t_len, d, b, xs.shape[3])
+    d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)
+    grads = [torch.zeros_like(p) for p in (ih_scale, offset, hh_scale, c_scale, c_offset)]
+    dh, dc = torch.zeros_like(hs[0]), torch.zeros_like(hs[0])
+    w_hh_t, w_ih_t = w_hh.transpose(1, 2), w_ih.transpose(1, 2)
+    for t in reversed(range(t_len)):
+        x_hat, a_hat, act, c_prev, c_hat, tc, r_x, r_a, r_c = ctx.steps[t]
+        dh.add_(d_out[t])
+        da, dx = torch.empty_like(act), torch.empty_like(act)
+        ext = ctx.ext
+        ext.backward_step(dh, dc, act, c_prev, c_hat, tc, x_hat, a_hat, r_x, r_a, r_c, ih_scale,
+                          hh_scale, c_scale, da, dx, *grads, ctx.batch_stats)  # fmt: skip
+        d_w_hh.baddbmm_(hs[t].transpose(1, 2), da)
+        dh = torch.bmm(da, w_hh_t)
+        d_w_ih.baddbmm_(xs[:, t].transpose(1, 2), dx)
+        torch.bmm(dx, w_ih_t, out=d_xs[t])
+    d_ih, d_off, d_hh, d_cs, d_co = grads
+    return (d_xs.transpose(0, 1), d_w_ih, d_ih, d_off, d_w_hh, d_hh, d_cs, d_co,
+            None, None, None)  # fmt: skip
+
+
 class _BNLSTMFunction(torch.autograd.Function):
     """``xs`` (D, T, B, I), each direction already in its own time order -> (T, D, B, H).
 
@@ -86,11 +160,16 @@ class _BNLSTMFunction(torch.autograd.Function):
         running,
         batch_stats,
         eps,
+        ext,
     ):  # noqa: ANN001
         d, t_len, b, _ = xs.shape
         h = w_hh.shape[1]
         slots = running[0].shape[0]
         hs = xs.new_zeros(t_len + 1, d, b, h)  # hs[t] = h_{t-1}
+        ctx.ext = ext
+        if ext is not None:
+            return _forward_cpp(ctx, ext, xs, w_ih, ih_scale, offset, w_hh, hh_scale, c_scale,
+                                c_offset, running, batch_stats, eps, hs)  # fmt: skip
         c = xs.new_zeros(d, b, h)
         saved: list[tuple[torch.Tensor, ...]] = []
         # per-step batch statistics (T, D, 1, size) for the population estimates
@@ -139,6 +218,8 @@ class _BNLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out, *_unused):  # noqa: ANN001
+        if ctx.ext is not None:
+            return (*_backward_cpp(ctx, d_out), None)
         xs, w_ih, ih_scale, w_hh, hh_scale, c_scale, hs = ctx.saved_tensors
         bs = ctx.batch_stats
         d, t_len, b, _ = xs.shape
@@ -176,7 +257,7 @@ class _BNLSTMFunction(torch.autograd.Function):
             d_w_ih.baddbmm_(xs[:, t].transpose(1, 2), dx)
             d_xs[:, t] = torch.bmm(dx, w_ih_t)
         return (d_xs, d_w_ih, d_ih_scale, d_offset, d_w_hh, d_hh_scale, d_c_scale, d_c_offset,
-                None, None, None)  # fmt: skip
+                None, None, None, None)  # fmt: skip
 
 
 def bn_lstm_reference(
@@ -215,6 +296,7 @@ def bn_lstm_reference(
 
 
 STATS = ("per_step", "time_averaged")
+KERNELS = ("auto", "eager")
 
 
 class BNLSTM(nn.Module):
@@ -242,15 +324,19 @@ class BNLSTM(nn.Module):
         eps: float = 1e-5,
         bn_scale_init: float = 0.1,
         fused: bool = True,
+        kernels: str = "auto",
     ) -> None:
         super().__init__()
         if stats not in STATS:
             raise ValueError(f"stats={stats!r}: choose one of {STATS}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels={kernels!r}: choose one of {KERNELS}")
         if max_steps < 1:
             raise ValueError(f"max_steps={max_steps}: must be >= 1")
         d, h = (2 if bidirectional else 1), hidden_size
         self.input_size, self.hidden_size, self.num_directions = input_size, h, d
         self.momentum, self.eps, self.fused, self.stats = momentum, eps, fused, stats
+        self.kernels = kernels
         self.weight_ih = nn.Parameter(torch.empty(d, input_size, 4 * h))
         self.weight_hh = nn.Parameter(torch.empty(d, h, 4 * h))
         self.bn_ih_weight = nn.Parameter(torch.full((d, 4 * h), bn_scale_init))
@@ -290,6 +376,12 @@ class BNLSTM(nn.Module):
                 target[-1] = per_step[slots - 1 :].mean(0)
             buf[:n].lerp_(target, self.momentum)
 
+    def _cpp(self, x: torch.Tensor):  # noqa: ANN202
+        """The C++ step kernels where they apply (float32 CPU, ``kernels="auto"``), else None."""
+        if self.kernels == "eager" or x.dtype != torch.float32 or x.device.type != "cpu":
+            return None
+        return cpp_kernels()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xt = x.transpose(0, 1)  # (T, B, I)
         xs = torch.stack([xt, xt.flip(0)]) if self.num_directions == 2 else xt[None]
@@ -301,10 +393,12 @@ class BNLSTM(nn.Module):
         args = (
             xs.contiguous(), self.weight_ih, self.bn_ih_weight[:, None], self.bn_hh_bias[:, None],
             self.weight_hh, self.bn_hh_weight[:, None], self.bn_c_weight[:, None],
-            self.bn_c_bias[:, None], running, self.training, self.eps,
+            self.bn_c_bias[:, None], running, self.training, self.eps, self._cpp(x),
         )  # fmt: skip
-        fn = _BNLSTMFunction.apply if self.fused else bn_lstm_reference
-        out, *stats = fn(*args)
+        if self.fused:
+            out, *stats = _BNLSTMFunction.apply(*args)
+        else:
+            out, *stats = bn_lstm_reference(*args[:-1])
         if self.training:
             with torch.no_grad():
                 self._update_running(stats)
