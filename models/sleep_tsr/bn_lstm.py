@@ -79,7 +79,7 @@ def _forward_cpp(
     eps,
     hs,
 ):  # noqa: ANN001
-    """Forward of :class:`_BNLSTMFunction` with the C++ step kernel (float32 CPU).
+    """Forward of :class:`_BNLSTMFunction` with the C++ step kernel (float32/64 CPU).
 
     The input product is one small GEMM per step rather than one hoisted GEMM: a hoisted
     (D, T, B, 4H) product is 38 MB at the paper's size, above glibc's mmap threshold, so it
@@ -296,6 +296,7 @@ def bn_lstm_reference(
 
 
 STATS = ("per_step", "time_averaged")
+_CPP_DTYPES = (torch.float32, torch.float64)
 KERNELS = ("auto", "eager")
 
 
@@ -377,8 +378,8 @@ class BNLSTM(nn.Module):
             buf[:n].lerp_(target, self.momentum)
 
     def _cpp(self, x: torch.Tensor):  # noqa: ANN202
-        """The C++ step kernels where they apply (float32 CPU, ``kernels="auto"``), else None."""
-        if self.kernels == "eager" or x.dtype != torch.float32 or x.device.type != "cpu":
+        """The C++ step kernels where they apply (float32/64 CPU, ``kernels="auto"``), else None."""
+        if self.kernels == "eager" or x.dtype not in _CPP_DTYPES or x.device.type != "cpu":
             return None
         return cpp_kernels()
 

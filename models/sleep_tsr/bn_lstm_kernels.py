@@ -4,7 +4,7 @@ Why: per step the cell does ~25 small element-wise torch ops forward and ~35 bac
 (D, B, 4H) tiles; at the paper's size (B = 640 epochs, H = 64) those, not the matrix
 products, made the recurrent-BN step 1.7x an ``nn.LSTM`` step. The kernels do the same maths
 in a few passes per step. ``torch.utils.cpp_extension`` compiles the source once per machine
-(about 30 s; later processes load the cached build from ``$TORCH_EXTENSIONS_DIR`` or
+(about 15 s of one core; later processes load the cached build from ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``). Without a C++ compiler (or ninja) ``cpp_kernels()`` logs one
 warning saying why and returns None; the layer then runs its torch-op step (same results,
 slower). Same build pattern as ``models/deep_gmm/cpu_kernels.py``.
@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "bn_lstm_cpu.cpp"
 
-_extension: ModuleType | None = None
+_extension: Any = None  # torch.ops.sleep_tsr_bn_lstm once loaded
 _failure: str | None = None
 
 
@@ -46,7 +46,7 @@ def _vector_flags() -> list[str]:
     return ["-DCPU_CAPABILITY=DEFAULT"]
 
 
-def _load() -> ModuleType:
+def _load() -> Any:
     """Build (or load the cached build of) the extension; raises if that is impossible."""
     from torch.utils.cpp_extension import get_default_build_root, load
 
@@ -60,23 +60,24 @@ def _load() -> ModuleType:
         # A warning so that it shows where logging is not configured: a silent 30 s pause
         # before the first step would look like a hang.
         log.warning(
-            "recurrent-BN LSTM: building its C++ CPU kernels in %s (once per machine, ~30 s)",
+            "recurrent-BN LSTM: building its C++ CPU kernels in %s (once per machine, ~15 s)",
             build_dir,
         )
     t0 = time.perf_counter()
-    ext = load(
+    load(
         name=name,
         sources=[str(SOURCE)],
         extra_cflags=flags,
         extra_ldflags=_thread_flags(),
         build_directory=str(build_dir),
+        is_python_module=False,  # registers torch.ops.sleep_tsr_bn_lstm (no pybind11 headers)
         verbose=False,
     )
     log.info("recurrent-BN LSTM: C++ CPU kernels ready in %.1f s", time.perf_counter() - t0)
-    return ext
+    return torch.ops.sleep_tsr_bn_lstm
 
 
-def cpp_kernels() -> ModuleType | None:
+def cpp_kernels() -> Any:
     """The compiled step kernels, or None (after one warning) if they cannot be built here."""
     global _extension, _failure
     if _extension is not None or _failure is not None:
