@@ -165,7 +165,8 @@ class _BNLSTMFunction(torch.autograd.Function):
         d, t_len, b, _ = xs.shape
         h = w_hh.shape[1]
         slots = running[0].shape[0]
-        hs = xs.new_zeros(t_len + 1, d, b, h)  # hs[t] = h_{t-1}
+        hs = xs.new_empty(t_len + 1, d, b, h)  # hs[t] = h_{t-1}; every step writes its slot
+        hs[0].zero_()
         ctx.ext = ext
         if ext is not None:
             return _forward_cpp(ctx, ext, xs, w_ih, ih_scale, offset, w_hh, hh_scale, c_scale,

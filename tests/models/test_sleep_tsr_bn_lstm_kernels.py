@@ -156,3 +156,21 @@ def _forward_args(d: int, b: int, h: int, x_gates: torch.Tensor, a_gates: bool =
     rstd = [torch.zeros(d, 1, g), torch.zeros(d, 1, g), torch.zeros(d, 1, h)]
     a_tile = x_gates.clone() if a_gates else torch.zeros(d, b, g)
     return [x_gates, a_tile, *params, c_prev, act, *outs, *moments, *rstd, True, 1e-5]
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_row_blocks_on_several_threads_match_autograd_reference(built, bidirectional):
+    """With threads to spare the kernels split the batch into row blocks (here 2-3, uneven);
+    in float64 the result must still be the autograd loop's to 1e-9."""
+    torch.set_num_threads(6 if bidirectional else 3)  # the conftest fixture restores it
+    torch.manual_seed(0)
+    net = BNLSTM(4, 5, bidirectional=bidirectional, max_steps=4).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(100, 6, 4, dtype=torch.double)
+    weight = torch.randn(100, 6, 5 * (2 if bidirectional else 1), dtype=torch.double)
+    y, grads, bufs = _run(net, x, weight, "cpp")
+    y_r, grads_r, bufs_r = _run(net, x, weight, "reference")
+    for got, want in zip([y, *grads, *bufs], [y_r, *grads_r, *bufs_r]):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)

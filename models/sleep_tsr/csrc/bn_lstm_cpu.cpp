@@ -7,12 +7,13 @@
 // cell, then one for the cell's BN and the output, each on AVX2 lanes. The batch norms use the
 // batch statistics of this step (mean and biased variance, as tf.nn.moments) or fixed
 // population statistics (eval). Float32 (training) or float64 (exact checks against the autograd loop);
-// directions run on torch's intra-op threads.
+// directions and row blocks run on torch's intra-op threads.
 
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -63,14 +64,33 @@ inline V tanh_(V v, T) { return V(T(2)) / (V(T(1)) + exp_(V(T(-2)) * v)) - V(T(1
 template <typename T>
 static inline T* ptr(at::Tensor& t, int64_t d) { return t.data_ptr<T>() + d * t.stride(0); }
 
-// Column sums of (row - row 0) and of its square over the rows of a (rows, cols) tile (one
-// pass; shifting by a sample keeps E[d^2] - E[d]^2 accurate), turned into mean and biased var.
+// The row passes run as D x nblk tasks on torch's intra-op threads (row blocks of one
+// direction); column sums are taken per block and added in block order, so results do not
+// depend on which thread ran what. One thread: one block per direction.
+struct Blocks {
+  int64_t D, B, n, rows;
+  Blocks(int64_t D_, int64_t B_) : D(D_), B(B_) {
+    const int64_t want = (at::get_num_threads() + D - 1) / D;
+    n = std::max<int64_t>(1, std::min<int64_t>(want, B / 32));
+    rows = (B + n - 1) / n;
+  }
+  // fn(d, k, r0, r1) for every direction d and block k (rows [r0, r1)).
+  template <typename F>
+  void run(F&& fn) const {
+    at::parallel_for(0, D * n, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t d = t / n, k = t % n;
+        fn(d, k, k * rows, std::min(B, (k + 1) * rows));
+      }
+    });
+  }
+};
+
+// Adds the rows [r0, r1) of a (rows, cols) tile, shifted by its row 0, into s and their
+// squares into ss (shifting by a sample keeps E[d^2] - E[d]^2 accurate).
 template <typename T>
-static void shifted_moments(const T* x, int64_t rows, int64_t cols, T* s, T* ss, T* mean,
-                            T* var) {
-  std::fill(s, s + cols, T(0));
-  std::fill(ss, ss + cols, T(0));
-  for (int64_t b = 1; b < rows; ++b) {
+static void shifted_sums(const T* x, int64_t r0, int64_t r1, int64_t cols, T* s, T* ss) {
+  for (int64_t b = r0; b < r1; ++b) {
     const T* r = x + b * cols;
     lanes<T>(cols, [&](int64_t j, auto z) {
       using V = decltype(z);
@@ -79,11 +99,22 @@ static void shifted_moments(const T* x, int64_t rows, int64_t cols, T* s, T* ss,
       st(ss + j, ld(ss + j, z) + d * d);
     });
   }
+}
+
+// Mean and biased variance from the per-block shifted sums part[(k * 2 + {0,1}) * cols + j].
+template <typename T>
+static void finish_moments(const T* x, const T* part, int64_t nblk, int64_t rows, int64_t cols,
+                           T* mean, T* var) {
   const T inv = T(1) / static_cast<T>(rows);
   for (int64_t j = 0; j < cols; ++j) {
-    const T m = s[j] * inv;
+    T s = 0, ss = 0;
+    for (int64_t k = 0; k < nblk; ++k) {
+      s += part[(2 * k) * cols + j];
+      ss += part[(2 * k + 1) * cols + j];
+    }
+    const T m = s * inv;
     mean[j] = x[j] + m;
-    var[j] = std::max(ss[j] * inv - m * m, T(0));
+    var[j] = std::max(ss * inv - m * m, T(0));
   }
 }
 
@@ -107,73 +138,89 @@ static void forward_impl(at::Tensor xw, at::Tensor a, at::Tensor ih_scale, at::T
                   G == 4 * H && B > 0,
               "bn_lstm_cpu: inconsistent shapes");
   const T e = static_cast<T>(eps);
-  at::parallel_for(0, D, 1, [&](int64_t d0, int64_t d1) {
-    std::vector<T> s(2 * G), ss(2 * G), kx(G), ka(G), k0(G);
-    for (int64_t d = d0; d < d1; ++d) {
-      T *x = ptr<T>(xw, d), *av = ptr<T>(a, d), *ac = ptr<T>(act, d);
-      T *cc = ptr<T>(c, d), *ch = ptr<T>(c_hat, d), *tcv = ptr<T>(tc, d), *hv = ptr<T>(h, d);
-      const T* cp = ptr<T>(c_prev, d);
-      const T *si = ptr<T>(ih_scale, d), *off = ptr<T>(offset, d), *sh = ptr<T>(hh_scale, d);
-      const T *sc = ptr<T>(c_scale, d), *oc = ptr<T>(c_offset, d);
-      T *mx = ptr<T>(m_x, d), *vx = ptr<T>(v_x, d), *ma = ptr<T>(m_a, d), *va = ptr<T>(v_a, d);
-      T *mc = ptr<T>(m_c, d), *vc = ptr<T>(v_c, d);
-      T *rx = ptr<T>(r_x, d), *ra = ptr<T>(r_a, d), *rc = ptr<T>(r_c, d);
-      if (batch_stats) {
-        shifted_moments(x, B, G, s.data(), ss.data(), mx, vx);
-        shifted_moments(av, B, G, s.data() + G, ss.data() + G, ma, va);
+  const Blocks blk(D, B);
+  const int64_t n = blk.n;
+  // per (d, block): shifted sums of x and a (4 G values), then of c (2 H)
+  std::vector<T> part(D * n * 4 * G, T(0)), cpart(D * n * 2 * H, T(0));
+  if (batch_stats) {
+    blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+      T* p = part.data() + (d * n + k) * 4 * G;
+      shifted_sums(ptr<T>(xw, d), r0, r1, G, p, p + G);
+      shifted_sums(ptr<T>(a, d), r0, r1, G, p + 2 * G, p + 3 * G);
+    });
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    T *mx = ptr<T>(m_x, d), *vx = ptr<T>(v_x, d), *ma = ptr<T>(m_a, d), *va = ptr<T>(v_a, d);
+    T *rx = ptr<T>(r_x, d), *ra = ptr<T>(r_a, d);
+    if (batch_stats) {
+      // blocks' x sums at k * 4G + {0, G}, a sums at + {2G, 3G}: stride 4G between blocks
+      std::vector<T> px(n * 2 * G), pa(n * 2 * G);
+      for (int64_t k = 0; k < n; ++k) {
+        const T* p = part.data() + (d * n + k) * 4 * G;
+        std::copy(p, p + 2 * G, px.data() + k * 2 * G);
+        std::copy(p + 2 * G, p + 4 * G, pa.data() + k * 2 * G);
       }
-      for (int64_t j = 0; j < G; ++j) {
-        rx[j] = T(1) / std::sqrt(vx[j] + e);
-        ra[j] = T(1) / std::sqrt(va[j] + e);
-      }
-      // Gates and cell, row by row; the cell's column sums (shifted by row 0) on the way.
-      T *cs = s.data(), *css = ss.data();
-      std::fill(cs, cs + H, T(0));
-      std::fill(css, css + H, T(0));
-      for (int64_t b = 0; b < B; ++b) {
-        T *xr = x + b * G, *ar = av + b * G, *z = ac + b * G, *cr = cc + b * H;
-        const T* cpr = cp + b * H;
-        lanes<T>(G, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V xh = (ld(xr + j, w) - ld(mx + j, w)) * ld(rx + j, w);
-          const V ah = (ld(ar + j, w) - ld(ma + j, w)) * ld(ra + j, w);
-          st(xr + j, xh);
-          st(ar + j, ah);
-          st(z + j, ld(off + j, w) + xh * ld(si + j, w) + ah * ld(sh + j, w));
-        });
-        lanes<T>(3 * H, [&](int64_t j, auto w) { st(z + j, sigm(ld(z + j, w), T(0))); });
-        T* zg = z + 3 * H;
-        lanes<T>(H, [&](int64_t j, auto w) { st(zg + j, tanh_(ld(zg + j, w), T(0))); });
-        lanes<T>(H, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V cv = ld(z + H + j, w) * ld(cpr + j, w) + ld(z + j, w) * ld(z + 3 * H + j, w);
-          st(cr + j, cv);
-          const V dv = cv - ld(cc + j, w);  // row 0 is already written when b > 0
-          st(cs + j, ld(cs + j, w) + dv);
-          st(css + j, ld(css + j, w) + dv * dv);
-        });
-      }
-      if (batch_stats) {
-        const T inv = T(1) / static_cast<T>(B);
-        for (int64_t j = 0; j < H; ++j) {
-          const T m = cs[j] * inv;
-          mc[j] = cc[j] + m;
-          vc[j] = std::max(css[j] * inv - m * m, T(0));
-        }
-      }
-      for (int64_t j = 0; j < H; ++j) rc[j] = T(1) / std::sqrt(vc[j] + e);
-      for (int64_t b = 0; b < B; ++b) {
-        const T *cr = cc + b * H, *go = ac + b * G + 2 * H;
-        T *chr = ch + b * H, *tr = tcv + b * H, *hr = hv + b * H;
-        lanes<T>(H, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V chv = (ld(cr + j, w) - ld(mc + j, w)) * ld(rc + j, w);
-          st(chr + j, chv);
-          const V t = tanh_(chv * ld(sc + j, w) + ld(oc + j, w), T(0));
-          st(tr + j, t);
-          st(hr + j, ld(go + j, w) * t);
-        });
-      }
+      finish_moments(ptr<T>(xw, d), px.data(), n, B, G, mx, vx);
+      finish_moments(ptr<T>(a, d), pa.data(), n, B, G, ma, va);
+    }
+    for (int64_t j = 0; j < G; ++j) {
+      rx[j] = T(1) / std::sqrt(vx[j] + e);
+      ra[j] = T(1) / std::sqrt(va[j] + e);
+    }
+  }
+  // Gates and cell, row by row.
+  blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+    T *x = ptr<T>(xw, d), *av = ptr<T>(a, d), *ac = ptr<T>(act, d), *cc = ptr<T>(c, d);
+    const T *cp = ptr<T>(c_prev, d), *si = ptr<T>(ih_scale, d), *off = ptr<T>(offset, d);
+    const T* sh = ptr<T>(hh_scale, d);
+    const T *mx = ptr<T>(m_x, d), *ma = ptr<T>(m_a, d), *rx = ptr<T>(r_x, d);
+    const T* ra = ptr<T>(r_a, d);
+    for (int64_t b = r0; b < r1; ++b) {
+      T *xr = x + b * G, *ar = av + b * G, *z = ac + b * G, *cr = cc + b * H;
+      const T* cpr = cp + b * H;
+      lanes<T>(G, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V xh = (ld(xr + j, w) - ld(mx + j, w)) * ld(rx + j, w);
+        const V ah = (ld(ar + j, w) - ld(ma + j, w)) * ld(ra + j, w);
+        st(xr + j, xh);
+        st(ar + j, ah);
+        st(z + j, ld(off + j, w) + xh * ld(si + j, w) + ah * ld(sh + j, w));
+      });
+      lanes<T>(3 * H, [&](int64_t j, auto w) { st(z + j, sigm(ld(z + j, w), T(0))); });
+      T* zg = z + 3 * H;
+      lanes<T>(H, [&](int64_t j, auto w) { st(zg + j, tanh_(ld(zg + j, w), T(0))); });
+      lanes<T>(H, [&](int64_t j, auto w) {
+        st(cr + j, ld(z + H + j, w) * ld(cpr + j, w) + ld(z + j, w) * ld(zg + j, w));
+      });
+    }
+  });
+  if (batch_stats) {
+    blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+      T* p = cpart.data() + (d * n + k) * 2 * H;
+      shifted_sums(ptr<T>(c, d), r0, r1, H, p, p + H);
+    });
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    T *mc = ptr<T>(m_c, d), *vc = ptr<T>(v_c, d), *rc = ptr<T>(r_c, d);
+    if (batch_stats) finish_moments(ptr<T>(c, d), cpart.data() + d * n * 2 * H, n, B, H, mc, vc);
+    for (int64_t j = 0; j < H; ++j) rc[j] = T(1) / std::sqrt(vc[j] + e);
+  }
+  // BN of the cell, its tanh and the output.
+  blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+    const T *cc = ptr<T>(c, d), *ac = ptr<T>(act, d), *sc = ptr<T>(c_scale, d);
+    const T *oc = ptr<T>(c_offset, d), *mc = ptr<T>(m_c, d), *rc = ptr<T>(r_c, d);
+    T *ch = ptr<T>(c_hat, d), *tcv = ptr<T>(tc, d), *hv = ptr<T>(h, d);
+    for (int64_t b = r0; b < r1; ++b) {
+      const T *cr = cc + b * H, *go = ac + b * G + 2 * H;
+      T *chr = ch + b * H, *tr = tcv + b * H, *hr = hv + b * H;
+      lanes<T>(H, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V chv = (ld(cr + j, w) - ld(mc + j, w)) * ld(rc + j, w);
+        st(chr + j, chv);
+        const V t = tanh_(chv * ld(sc + j, w) + ld(oc + j, w), T(0));
+        st(tr + j, t);
+        st(hr + j, ld(go + j, w) * t);
+      });
     }
   });
 }
@@ -198,91 +245,117 @@ static void backward_impl(at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tens
                   G == 4 * H,
               "bn_lstm_cpu: inconsistent shapes");
   const T inv_b = batch_stats ? T(1) / static_cast<T>(B) : T(0);
-  at::parallel_for(0, D, 1, [&](int64_t d0, int64_t d1) {
-    std::vector<T> dcb(B * H), s1(H), s2(H), sz(G), szx(G), sza(G), kx(G), ka(G), kc(H);
-    for (int64_t d = d0; d < d1; ++d) {
-      const T *dhv = ptr<T>(dh, d), *ac = ptr<T>(act, d), *cp = ptr<T>(c_prev, d);
-      const T *ch = ptr<T>(c_hat, d), *tcv = ptr<T>(tc, d), *xh = ptr<T>(x_hat, d);
-      const T *ah = ptr<T>(a_hat, d), *rx = ptr<T>(r_x, d), *ra = ptr<T>(r_a, d);
-      const T *rc = ptr<T>(r_c, d), *si = ptr<T>(ih_scale, d), *sh = ptr<T>(hh_scale, d);
-      const T* sc = ptr<T>(c_scale, d);
-      T *dcv = ptr<T>(dc, d), *dz = ptr<T>(da, d), *dxv = ptr<T>(dx, d);
-      T *gsi = ptr<T>(g_ih_scale, d), *goff = ptr<T>(g_offset, d), *gsh = ptr<T>(g_hh_scale, d);
-      T *gsc = ptr<T>(g_c_scale, d), *goc = ptr<T>(g_c_offset, d);
-      T *p1 = s1.data(), *p2 = s2.data(), *db0 = dcb.data();
-      std::fill(s1.begin(), s1.end(), T(0));
-      std::fill(s2.begin(), s2.end(), T(0));
-      // Pass 1: through h = o * tanh(u), u = c_scale * c_hat + c_offset.
-      for (int64_t b = 0; b < B; ++b) {
-        const T *dr = dhv + b * H, *o = ac + b * G + 2 * H, *tr = tcv + b * H, *chr = ch + b * H;
-        T *dzo = dz + b * G + 2 * H, *db = db0 + b * H;
-        lanes<T>(H, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V dv = ld(dr + j, w), ov = ld(o + j, w), tv = ld(tr + j, w);
-          st(dzo + j, dv * tv * (ov - ov * ov));
-          const V v = dv * ov * (V(T(1)) - tv * tv);
-          st(db + j, v);
-          st(p1 + j, ld(p1 + j, w) + v);
-          st(p2 + j, ld(p2 + j, w) + v * ld(chr + j, w));
-        });
+  const Blocks blk(D, B);
+  const int64_t n = blk.n;
+  std::vector<T> dcb(D * B * H), part1(D * n * 2 * H, T(0)), part2(D * n * 3 * G, T(0));
+  // per direction: means over the batch (x inv_b) and the folded scales
+  std::vector<T> m1(D * H), m2(D * H), kc(D * H), mz(D * G), mzx(D * G), mza(D * G);
+  std::vector<T> kx(D * G), ka(D * G);
+  // Pass 1: through h = o * tanh(u), u = c_scale * c_hat + c_offset.
+  blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+    const T *dhv = ptr<T>(dh, d), *ac = ptr<T>(act, d), *tcv = ptr<T>(tc, d);
+    const T* ch = ptr<T>(c_hat, d);
+    T *dz = ptr<T>(da, d), *p1 = part1.data() + (d * n + k) * 2 * H, *p2 = p1 + H;
+    for (int64_t b = r0; b < r1; ++b) {
+      const T *dr = dhv + b * H, *o = ac + b * G + 2 * H, *tr = tcv + b * H, *chr = ch + b * H;
+      T *dzo = dz + b * G + 2 * H, *db = dcb.data() + (d * B + b) * H;
+      lanes<T>(H, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V dv = ld(dr + j, w), ov = ld(o + j, w), tv = ld(tr + j, w);
+        st(dzo + j, dv * tv * (ov - ov * ov));
+        const V v = dv * ov * (V(T(1)) - tv * tv);
+        st(db + j, v);
+        st(p1 + j, ld(p1 + j, w) + v);
+        st(p2 + j, ld(p2 + j, w) + v * ld(chr + j, w));
+      });
+    }
+  });
+  for (int64_t d = 0; d < D; ++d) {
+    T *gsc = ptr<T>(g_c_scale, d), *goc = ptr<T>(g_c_offset, d);
+    const T *sc = ptr<T>(c_scale, d), *rc = ptr<T>(r_c, d);
+    for (int64_t j = 0; j < H; ++j) {
+      T s1 = 0, s2 = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        s1 += part1[(d * n + k) * 2 * H + j];
+        s2 += part1[(d * n + k) * 2 * H + H + j];
       }
-      for (int64_t j = 0; j < H; ++j) {
-        goc[j] += s1[j];
-        gsc[j] += s2[j];
-        kc[j] = sc[j] * rc[j];
-        s1[j] *= inv_b;
-        s2[j] *= inv_b;
+      goc[j] += s1;
+      gsc[j] += s2;
+      m1[d * H + j] = s1 * inv_b;
+      m2[d * H + j] = s2 * inv_b;
+      kc[d * H + j] = sc[j] * rc[j];
+    }
+  }
+  // Pass 2: BN of c, the cell update and the gate nonlinearities; column sums of dz.
+  blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+    const T *ac = ptr<T>(act, d), *ch = ptr<T>(c_hat, d), *cp = ptr<T>(c_prev, d);
+    const T *xh = ptr<T>(x_hat, d), *ah = ptr<T>(a_hat, d);
+    const T *pkc = kc.data() + d * H, *p1 = m1.data() + d * H, *p2 = m2.data() + d * H;
+    T *dz = ptr<T>(da, d), *dcv = ptr<T>(dc, d);
+    T* pz = part2.data() + (d * n + k) * 3 * G;
+    T *pzx = pz + G, *pza = pz + 2 * G;
+    for (int64_t b = r0; b < r1; ++b) {
+      const T *g = ac + b * G, *db = dcb.data() + (d * B + b) * H, *chr = ch + b * H;
+      const T* cpr = cp + b * H;
+      T *z = dz + b * G, *dcr = dcv + b * H;
+      lanes<T>(H, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V gi = ld(g + j, w), gf = ld(g + H + j, w), gg = ld(g + 3 * H + j, w);
+        const V dcj =
+            ld(pkc + j, w) * (ld(db + j, w) - ld(p1 + j, w) - ld(chr + j, w) * ld(p2 + j, w)) +
+            ld(dcr + j, w);
+        st(z + j, dcj * gg * (gi - gi * gi));
+        st(z + H + j, dcj * ld(cpr + j, w) * (gf - gf * gf));
+        st(z + 3 * H + j, dcj * gi * (V(T(1)) - gg * gg));
+        st(dcr + j, dcj * gf);
+      });
+      const T *xr = xh + b * G, *ar = ah + b * G;
+      lanes<T>(G, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V zv = ld(z + j, w);
+        st(pz + j, ld(pz + j, w) + zv);
+        st(pzx + j, ld(pzx + j, w) + zv * ld(xr + j, w));
+        st(pza + j, ld(pza + j, w) + zv * ld(ar + j, w));
+      });
+    }
+  });
+  for (int64_t d = 0; d < D; ++d) {
+    T *gsi = ptr<T>(g_ih_scale, d), *goff = ptr<T>(g_offset, d), *gsh = ptr<T>(g_hh_scale, d);
+    const T *si = ptr<T>(ih_scale, d), *sh = ptr<T>(hh_scale, d);
+    const T *rx = ptr<T>(r_x, d), *ra = ptr<T>(r_a, d);
+    for (int64_t j = 0; j < G; ++j) {
+      T sz = 0, szx = 0, sza = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        const T* p = part2.data() + (d * n + k) * 3 * G;
+        sz += p[j];
+        szx += p[G + j];
+        sza += p[2 * G + j];
       }
-      // Pass 2: BN of c, the cell update and the gate nonlinearities; column sums of dz.
-      T *pz = sz.data(), *pzx = szx.data(), *pza = sza.data(), *pkc = kc.data();
-      std::fill(sz.begin(), sz.end(), T(0));
-      std::fill(szx.begin(), szx.end(), T(0));
-      std::fill(sza.begin(), sza.end(), T(0));
-      for (int64_t b = 0; b < B; ++b) {
-        const T *g = ac + b * G, *db = db0 + b * H, *chr = ch + b * H, *cpr = cp + b * H;
-        T *z = dz + b * G, *dcr = dcv + b * H;
-        lanes<T>(H, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V gi = ld(g + j, w), gf = ld(g + H + j, w), gg = ld(g + 3 * H + j, w);
-          const V dcj = ld(pkc + j, w) * (ld(db + j, w) - ld(p1 + j, w) -
-                                          ld(chr + j, w) * ld(p2 + j, w)) +
-                        ld(dcr + j, w);
-          st(z + j, dcj * gg * (gi - gi * gi));
-          st(z + H + j, dcj * ld(cpr + j, w) * (gf - gf * gf));
-          st(z + 3 * H + j, dcj * gi * (V(T(1)) - gg * gg));
-          st(dcr + j, dcj * gf);
-        });
-        const T *xr = xh + b * G, *ar = ah + b * G;
-        lanes<T>(G, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V zv = ld(z + j, w);
-          st(pz + j, ld(pz + j, w) + zv);
-          st(pzx + j, ld(pzx + j, w) + zv * ld(xr + j, w));
-          st(pza + j, ld(pza + j, w) + zv * ld(ar + j, w));
-        });
-      }
-      for (int64_t j = 0; j < G; ++j) {
-        goff[j] += sz[j];
-        gsi[j] += szx[j];
-        gsh[j] += sza[j];
-        kx[j] = si[j] * rx[j];
-        ka[j] = sh[j] * ra[j];
-        sz[j] *= inv_b;
-        szx[j] *= inv_b;
-        sza[j] *= inv_b;
-      }
-      // Pass 3: through the two input BNs (dz lives in da and is overwritten last).
-      const T *pkx = kx.data(), *pka = ka.data();
-      for (int64_t b = 0; b < B; ++b) {
-        const T *xr = xh + b * G, *ar = ah + b * G;
-        T *z = dz + b * G, *dxr = dxv + b * G;
-        lanes<T>(G, [&](int64_t j, auto w) {
-          using V = decltype(w);
-          const V zj = ld(z + j, w) - ld(pz + j, w);
-          st(dxr + j, ld(pkx + j, w) * (zj - ld(xr + j, w) * ld(pzx + j, w)));
-          st(z + j, ld(pka + j, w) * (zj - ld(ar + j, w) * ld(pza + j, w)));
-        });
-      }
+      goff[j] += sz;
+      gsi[j] += szx;
+      gsh[j] += sza;
+      mz[d * G + j] = sz * inv_b;
+      mzx[d * G + j] = szx * inv_b;
+      mza[d * G + j] = sza * inv_b;
+      kx[d * G + j] = si[j] * rx[j];
+      ka[d * G + j] = sh[j] * ra[j];
+    }
+  }
+  // Pass 3: through the two input BNs (dz lives in da and is overwritten last).
+  blk.run([&](int64_t d, int64_t k, int64_t r0, int64_t r1) {
+    const T *xh = ptr<T>(x_hat, d), *ah = ptr<T>(a_hat, d);
+    const T *pz = mz.data() + d * G, *pzx = mzx.data() + d * G, *pza = mza.data() + d * G;
+    const T *pkx = kx.data() + d * G, *pka = ka.data() + d * G;
+    T *dz = ptr<T>(da, d), *dxv = ptr<T>(dx, d);
+    for (int64_t b = r0; b < r1; ++b) {
+      const T *xr = xh + b * G, *ar = ah + b * G;
+      T *z = dz + b * G, *dxr = dxv + b * G;
+      lanes<T>(G, [&](int64_t j, auto w) {
+        using V = decltype(w);
+        const V zj = ld(z + j, w) - ld(pz + j, w);
+        st(dxr + j, ld(pkx + j, w) * (zj - ld(xr + j, w) * ld(pzx + j, w)));
+        st(z + j, ld(pka + j, w) * (zj - ld(ar + j, w) * ld(pza + j, w)));
+      });
     }
   });
 }
