@@ -3,14 +3,18 @@
 Why not a loop over ``nn.LSTMCell``: on CPU such a loop costs several times ``nn.LSTM``,
 because autograd records ~30 small nodes per step and zero-fills full-size gradients. Here
 
-* the input-to-hidden products (which do not depend on the recurrence) are computed for every
-  time step and both directions in one GEMM before the loop ("hoisted");
 * both directions advance together as one batched matmul per step;
 * the whole layer is one ``autograd.Function`` with a hand-written backward ("fused cell"):
-  forward and backward loops work in place on cache-sized (D, B, 4H) tiles, the four gate
-  nonlinearities are one contiguous sigmoid (tanh = 2 sigmoid(2x) - 1; ATen's CPU tanh is
-  several times slower), and parameter gradients are accumulated step by step while the tiles
-  are hot (one (T, D, B, 4H) gradient buffer was measured slower: page faults on 38 MB).
+  parameter gradients are accumulated step by step while the (D, B, 4H) tiles are hot (one
+  (T, D, B, 4H) gradient buffer was measured slower: 38 MB is above glibc's mmap threshold, so
+  it is a fresh mapping, i.e. page faults, on every call);
+* on CPU (float32/float64, ``kernels="auto"``) everything between the matrix products of a
+  step, BNs, gates and cell, forward and backward, is one C++ kernel call
+  (``csrc/bn_lstm_cpu.cpp``, built on first use by :mod:`.bn_lstm_kernels`): a few vectorised
+  passes instead of ~25 torch ops forward and ~35 backward, which made the whole SeqSleepNet
+  step 1.6-2.4x an ``nn.LSTM`` step. Elsewhere (GPU, no compiler, ``kernels="eager"``) the same
+  loop runs those torch ops: the hoisted input GEMM and BN, the four gate nonlinearities as one
+  contiguous sigmoid (tanh = 2 sigmoid(2x) - 1).
 
 The cell is the authors' (``bnlstm.py`` of pquochuy/SeqSleepNet, after Cooijmans et al.):
 ``z = BN_x(x W_ih; scale, no offset) + BN_h(h W_hh; scale, offset)``, forget-gate offset 1,
@@ -140,8 +144,9 @@ class _BNLSTMFunction(torch.autograd.Function):
 
     ``running``: population (mean, var) of the three batch norms, each ``(slots, D, 1, size)``;
     step t uses slot ``min(t, slots - 1)`` in eval. Extra outputs (not differentiable): the
-    batch statistics of every step, ``(T, D, 1, size)`` each (zeros in eval). Gate order is (i, f, o, g): one sigmoid covers three.
-    Apart from the hoisted input GEMM, everything is done step by step on cache-sized
+    batch statistics of every step, ``(T, D, 1, size)`` each (zeros in eval). Gate order is
+    (i, f, o, g): one sigmoid covers three. ``ext``: the C++ step kernels, or None for the
+    torch-op step. Everything but the input GEMM is done step by step on cache-sized
     (D, B, 4H) tensors, including the parameter gradients: full (T, D, B, 4H) gradient buffers
     cost more in page faults than they save on CPU.
     """
@@ -311,7 +316,8 @@ class BNLSTM(nn.Module):
     on the cell, no offset on ``x W_ih`` (it would duplicate the other one):
     ``4H (I + H) + 3 * 4H + 2H``. ``max_steps`` is the number of per-step population-statistic
     slots (29 frames in the epoch encoder, L = 20 in the sequence encoder); ``momentum`` is
-    1 - the reference's decay 0.95. ``fused=False`` runs :func:`bn_lstm_reference` (plain
+    1 - the reference's decay 0.95. ``kernels="eager"`` skips the C++ step kernels (torch ops
+    only). ``fused=False`` runs :func:`bn_lstm_reference` (plain
     autograd loop) instead of the hand-written backward.
     """
 
@@ -414,5 +420,6 @@ class BNLSTM(nn.Module):
         return (
             f"{self.input_size}, {self.hidden_size}, "
             f"bidirectional={self.num_directions == 2}, stats={self.stats}, "
-            f"slots={self.running_mean_ih.shape[0]}, eps={self.eps}, fused={self.fused}"
+            f"slots={self.running_mean_ih.shape[0]}, eps={self.eps}, fused={self.fused}, "
+            f"kernels={self.kernels}"
         )

@@ -43,7 +43,7 @@ def test_plain_lstm_variant_runs_and_bad_choices_are_config_errors():
     plain = SeqSleepNet(epoch_rnn="lstm", seq_rnn="lstm")
     assert isinstance(SeqSleepNet().seq_rnn, BNLSTM)
     assert plain(torch.randn(1, 2, 29, 129)).shape == (1, 2, 5)
-    for key in ("epoch_rnn", "seq_rnn", "bn_stats"):
+    for key in ("epoch_rnn", "seq_rnn", "bn_stats", "bn_kernels"):
         with pytest.raises(ConfigError, match=f"model.{key}"):
             SeqSleepNet(**{key: "gru"})
 
