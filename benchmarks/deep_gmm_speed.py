@@ -23,6 +23,10 @@ all matrix-product inputs of a step after (subnormal GEMM inputs cost up to 20x 
 
     python benchmarks/deep_gmm_speed.py [--repeats 20] [--naive-batch 8] [--breakdown]
     python benchmarks/deep_gmm_speed.py --device cuda     # eager stages, one block, no host sync
+
+Both layers run in float32 on every device (no autocast: the GMM log-likelihoods are exact to
+1e-3 nats only in fp32). It ends with the projected time of the GMM(d, g) study's output-layer
+steps on the device used; ``--json F`` also writes the figures to F.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ from torch import nn
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from benchmarks.common import add_common_args, describe, resolve_device, write_record  # noqa: E402
+from benchmarks.common import machine as machine_record  # noqa: E402
+from benchmarks.studies import STUDIES  # noqa: E402
 from models.deep_gmm import GMMLayer, OnlineLogPrior, gmm_function, naive_gmm_nll  # noqa: E402
 from models.deep_gmm.gmm_function import default_chunk_states  # noqa: E402
 
@@ -279,8 +286,7 @@ def main() -> None:
     ap.add_argument(
         "--naive-batch", type=int, default=8, help="batch for the broadcast form (0 skips)"
     )
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_common_args(ap)
     ap.add_argument("--no-two-mm", action="store_true", help="skip the plain-autograd variant")
     ap.add_argument(
         "--breakdown",
@@ -288,10 +294,8 @@ def main() -> None:
         help="also time the GMM's matrix products alone and the bottleneck alone",
     )
     args = ap.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda: no CUDA device here")
-    torch.set_num_threads(args.threads)
+    device = resolve_device(ap, args)
+    args.amp = "off"  # fp32 on every device: see the module docstring
     torch.manual_seed(0)
     size = (args.in_features, args.states, args.dim, args.components)
 
@@ -363,6 +367,18 @@ def main() -> None:
             f"{rest * 1e3:.1f} ms ({rest / base_t:.2f}x)"
         )
     print(load())
+    info = machine_record(device)
+    print(describe(info))
+    study = STUDIES["deep_gmm"]
+    print(study.line(medians["gmm"], info["device"]))
+    figures = {
+        name: {"ms_per_step": round(t * 1e3, 2), "x_time": round(t / base_t, 3)}
+        | ({"peak_mib": round(peak / 2**20, 1), "x_mem": round(peak / base_m, 3)} if peak else {})
+        for name, _, t, peak in rows
+    }
+    figures["subnormal_before_flush"] = before
+    figures["projected_study_hours"] = round(study.projected_hours(medians["gmm"]), 2)
+    write_record(args.json, "deep_gmm_speed", info, figures)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ import numpy as np  # noqa: E402
 import pywt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    add_common_args,
+    describe,
+    machine,
+    resolve_device,
+    write_record,
+)
 from datamodules.frailty.preprocess import (  # noqa: E402
     OutlierScaler,
     signal_features,
@@ -53,7 +60,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--rate-hz", type=float, default=100.0)
     parser.add_argument("--loop-participants", type=int, default=None, help="default: all")
+    add_common_args(parser)
     a = parser.parse_args()
+    resolve_device(
+        parser, a
+    )  # preprocessing runs in the data loader, on the CPU, whatever --device
+    info = machine("cpu")
+    print(describe(info) + " (a CPU stage: --device does not apply)")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     n_samples = int(a.minutes * 60 * a.rate_hz)
@@ -88,6 +101,14 @@ def main() -> None:
     scaled = "" if n_loop == a.participants else f", measured on {n_loop} participants, scaled"
     print(f"per-window : {t_loop_full:8.2f} s  ({loop_windows / t_loop:,.0f} windows/s{scaled})")
     print(f"speed-up   : {t_loop_full / t_vec:8.1f} x   (target >= 20 x, vectorised < 60 s)")
+    figures = {
+        "participants": a.participants,
+        "windows": n_windows,
+        "vectorised_s": round(t_vec, 2),
+        "loop_s": round(t_loop_full, 2),
+        "speedup": round(t_loop_full / t_vec, 1),
+    }
+    write_record(a.json, "frailty_preprocessing", info, figures)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ Target (issue): clustering + GP fit + prediction < 0.5 s (CNN excluded); the pap
 x repeats) for the default enhancer (torch k-means back-end, query de-duplication), the
 scikit-learn back-end, and without de-duplication; then the reference CNN on its own, and
 gpytorch's own predictive path on a subset of the queries for comparison.
+
+``--device cuda`` runs the reference CNN there (bf16 autocast by default); clustering, the GP fit
+and prediction are CPU stages (small k x k systems in float64, where a GPU does not help). It
+ends with the projected time of the k study (14 jobs x 300 images x 5 levels); ``--json F``
+also writes the figures to F.
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ import gpytorch  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.common import (  # noqa: E402
+    add_common_args,
+    autocast,
+    describe,
+    machine,
+    resolve_device,
+    sync,
+    write_record,
+)
 from benchmarks.lowlight_gp_common import Clock, load_cnn, photos, reference  # noqa: E402
+from benchmarks.studies import STUDIES  # noqa: E402
 from datamodules.lowlight_gp.darken import darken  # noqa: E402
 from models.lowlight_gp.enhancer import GPEnhancer, to_planes  # noqa: E402
 from models.lowlight_gp.gp import ExactSEGP  # noqa: E402
@@ -82,7 +97,12 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=4.29)
     ap.add_argument("--images", default="astronaut,coffee,rocket")
     ap.add_argument("--cnn", default=None, help="reference_cnn_cm.pt of a run (default: oracle)")
+    ap.add_argument("--skip-gpytorch", action="store_true", help="skip gpytorch's comparison")
+    add_common_args(ap)
     args = ap.parse_args()
+    device = resolve_device(ap, args)
+    info = machine(device)
+    print(describe(info))
     names = args.images.split(",")
     net = load_cnn(args.cnn, 3)
     cases = []
@@ -103,24 +123,38 @@ def main() -> None:
         "sklearn": {"kmeans_backend": "sklearn"},
         "no-dedup": {"dedupe_queries": False},
     }
+    figures: dict = {"k": args.k}
     for name, over in rows.items():
         t = stage_times(GPEnhancer("cm", k=args.k, **over), cases, args.repeats)
         med = {k: float(np.median(v)) for k, v in t.items()}
+        figures[name] = {k: round(v, 4) for k, v in med.items()}
         print(
             f"{name:8s} {med['cluster']:8.3f} {med['gp_fit']:8.3f} {med['predict']:8.3f} "
             f"{med['total']:8.3f} {med['cpu']:8.3f}"
         )
-    cnn = net or ReferenceCNN(3)
-    x = torch.from_numpy(to_planes(cases[0][0], "cm")).float()[None]
-    with torch.no_grad():
+    cnn = (net or ReferenceCNN(3)).to(device)
+    x = torch.from_numpy(to_planes(cases[0][0], "cm")).float()[None].to(device)
+    with torch.no_grad(), autocast(device, args.amp):
         cnn(x)
+        sync(device)
         with Clock() as c:
             for _ in range(args.repeats):
                 cnn(x)
+            sync(device)
+    cnn_s = c.wall / args.repeats
+    figures["reference_cnn_s"] = round(cnn_s, 4)
     print(
-        f"reference CNN (CM, 256x256): {c.wall / args.repeats:.3f} s wall, {c.cpu / args.repeats:.3f} s CPU"
+        f"reference CNN (CM, 256x256, {device}, amp {args.amp}): {cnn_s:.3f} s wall, "
+        f"{c.cpu / args.repeats:.3f} s CPU"
     )
     # gpytorch's predictive path on the same GP size, on 1/16 of the 196,608 queries.
+    study = STUDIES["lowlight_gp"]
+    per_image = figures["torch"]["total"] + cnn_s
+    print(study.line(per_image, f"{info['cpu']} (GP stages) + {info['device']} (CNN)"))
+    figures["projected_study_hours"] = round(study.projected_hours(per_image), 2)
+    write_record(args.json, "lowlight_gp_speed", info, figures)
+    if args.skip_gpytorch:
+        return
     q = neighbourhoods(torch.from_numpy(to_planes(cases[0][0], "cm")).float(), 3, 3)
     gp_x = torch.rand(args.k, 9, dtype=torch.float64)
     gp_y = torch.rand(args.k, dtype=torch.float64)

@@ -12,13 +12,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's code
+
+from benchmarks.common import (  # noqa: E402
+    add_common_args,
+    describe,
+    machine,
+    resolve_device,
+    write_record,
+)
 from datamodules.sleep_tsr.features import epoch_spectrogram
 from datamodules.sleep_tsr.reader import load_recording
 from datamodules.sleep_tsr.records import find_recordings, hypnogram_name, psg_name
@@ -56,8 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=22.0)
     parser.add_argument("--repeats", type=int, default=3)
+    add_common_args(parser)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    resolve_device(parser, args)  # reading and the STFT run in the data loader, on the CPU
+    info = machine("cpu")
+    print(describe(info) + " (a CPU stage: --device does not apply)")
+    figures: dict = {"hours": args.hours}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
@@ -82,6 +95,9 @@ def main() -> None:
                 f"read+epoch {statistics.median(read_t):.2f} s, STFT {statistics.median(stft_t):.2f} s, "
                 f"total {statistics.median(totals):.2f} s/night (PSG {size_mb:.0f} MB, 1 thread)"
             )
+            figures[f"crop={crop}"] = {"s_per_night": round(statistics.median(totals), 3)}
+    figures["psg_mb"] = round(size_mb, 1)
+    write_record(args.json, "sleep_tsr_preprocessing", info, figures)
 
 
 if __name__ == "__main__":

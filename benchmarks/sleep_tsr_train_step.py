@@ -13,7 +13,9 @@ count, no flushing). Beside the default (C++ step kernels on CPU) the torch-op s
 (``kernels="eager"``, what runs where the kernels cannot be built) and, unless
 ``--skip-loop``, the plain autograd loop are timed. Target: recurrent-BN <= 1.5x plain.
 
-    python benchmarks/sleep_tsr_train_step.py [--device cuda] [--rounds 10] [--threads 1]
+    python benchmarks/sleep_tsr_train_step.py [--device cuda] [--amp bf16] [--rounds 10] [--json F]
+
+It ends with the projected time of the paper's gamma study (700 LOSO jobs) on the device used.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's code
 
+from benchmarks.common import (
+    add_common_args,
+    autocast,
+    describe,
+    machine,
+    resolve_device,
+    write_record,
+)
+from benchmarks.studies import STUDIES
 from losses.sleep_tsr import TemporalSmoothnessLoss
 from models.sleep_tsr import SeqSleepNet
 from models.sleep_tsr.bn_lstm_kernels import cpp_kernels
@@ -117,13 +128,10 @@ def subnormal_share(net: SeqSleepNet, x: torch.Tensor, y: torch.Tensor, loss_fn)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    # threads: torch's default here, which is what a training run uses
+    add_common_args(parser, default_threads=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument(
-        "--threads", type=int, default=None,
-        help="intra-op threads (default: torch's default here, which is what a training run uses)",
-    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="skip the autograd-loop variant")
@@ -132,11 +140,9 @@ def main() -> None:
         help="flush subnormal floats to zero; off by default because a training run does not",
     )  # fmt: skip
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    device = resolve_device(parser, args)
     threads = torch.get_num_threads()
     flush = torch.set_flush_denormal(args.flush_denormal == "on") and args.flush_denormal == "on"
-    device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.seq_len, 29, 129, device=device)
     y = torch.randint(0, 5, (args.batch, args.seq_len), device=device)
@@ -159,7 +165,8 @@ def main() -> None:
     def step(net: SeqSleepNet, opt: torch.optim.Optimizer) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        out = loss_fn(net(x), y, net.l2_parameters())
+        with autocast(device, args.amp):
+            out = loss_fn(net(x), y, net.l2_parameters())
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
@@ -173,17 +180,35 @@ def main() -> None:
                 times.append(ms)
     base = statistics.median(runs[BASELINE][2])
     base_min = min(runs[BASELINE][2])
+    info = machine(device)
+    print(describe(info))
     print("\n".join(machine_info(device, threads, flush)))
-    default = runs["recurrent-BN x2 (default)"][0]
+    default_net = runs["recurrent-BN x2 (default)"][0]
     print(f"subnormal share after {args.warmup + args.rounds} steps (default net): "
-          f"{subnormal_share(default, x, y, loss_fn)}")  # fmt: skip
-    print(f"device={device} batch={args.batch}x{args.seq_len} rounds={args.rounds} (interleaved)")
+          f"{subnormal_share(default_net, x, y, loss_fn)}")  # fmt: skip
+    print(
+        f"device={device} amp={args.amp} batch={args.batch}x{args.seq_len} "
+        f"rounds={args.rounds} (interleaved)"
+    )
+    figures = {}
     for name, (_, _, times) in runs.items():
         med = statistics.median(times)
+        figures[name] = {
+            "ms_per_step": round(med, 2),
+            "ratio_vs_plain": round(med / base, 3),
+            "ratio_of_minima": round(min(times) / base_min, 3),
+        }
         print(
             f"{name:32s} {med:8.1f} ms/step  (min {min(times):.1f})  ratio vs plain "
             f"{med / base:.2f}x  (of the minima {min(times) / base_min:.2f}x)"
         )
+    default = next(iter(runs))  # the default network (recurrent-BN, fused)
+    study = STUDIES["sleep_tsr"]
+    seconds = figures[default]["ms_per_step"] / 1e3
+    print(study.line(seconds, info["device"]))
+    figures["projected_study_hours"] = round(study.projected_hours(seconds), 2)
+    figures["amp"] = args.amp
+    write_record(args.json, "sleep_tsr_train_step", info, figures)
 
 
 if __name__ == "__main__":

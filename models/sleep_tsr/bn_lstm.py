@@ -391,6 +391,11 @@ class BNLSTM(nn.Module):
         return cpp_kernels()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The recurrence and its batch statistics run in float32 even under bf16 autocast: the
+        # fused backward mixes its saved tensors with the weights' grads, and per-step variances
+        # of bf16 pre-activations lose most of their digits. (The parameters' dtype: float32,
+        # or float64 where the tests check the maths.)
+        x = x.to(self.weight_ih.dtype)
         xt = x.transpose(0, 1)  # (T, B, I)
         xs = torch.stack([xt, xt.flip(0)]) if self.num_directions == 2 else xt[None]
         running = tuple(
@@ -403,10 +408,11 @@ class BNLSTM(nn.Module):
             self.weight_hh, self.bn_hh_weight[:, None], self.bn_c_weight[:, None],
             self.bn_c_bias[:, None], running, self.training, self.eps, self._cpp(x),
         )  # fmt: skip
-        if self.fused:
-            out, *stats = _BNLSTMFunction.apply(*args)
-        else:
-            out, *stats = bn_lstm_reference(*args[:-1])
+        with torch.autocast(x.device.type, enabled=False):
+            if self.fused:
+                out, *stats = _BNLSTMFunction.apply(*args)
+            else:
+                out, *stats = bn_lstm_reference(*args[:-1])
         if self.training:
             with torch.no_grad():
                 self._update_running(stats)

@@ -165,3 +165,21 @@ def test_bn_lstm_direction_semantics():
     y2 = net(x2)
     assert torch.allclose(y[:, :3, :3], y2[:, :3, :3])  # forward half, steps before the change
     assert not torch.allclose(y[:, :3, 3:], y2[:, :3, 3:])  # backward half sees the future
+
+
+def test_bn_lstm_trains_under_bf16_autocast():
+    """GPU runs use bf16 autocast: the fused recurrent-BN backward must accept it (it runs the
+    recurrence in float32) and give the same gradients as without autocast, to bf16 precision."""
+    torch.manual_seed(0)
+    net = SeqSleepNet()
+    x, y = torch.randn(2, 3, 29, 129), torch.randint(0, 5, (2, 3))
+    grads = []
+    for amp in (False, True):
+        net.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks in both passes
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = net(x)
+        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten()).backward()
+        grads.append(net.seq_rnn.weight_hh.grad.clone())
+    assert torch.isfinite(grads[1]).all()
+    assert torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), 0) > 0.9
