@@ -48,7 +48,7 @@ from models.sleep_tsr.bn_lstm_kernels import cpp_kernels
 
 BN = {"epoch_rnn": "bn_lstm", "seq_rnn": "bn_lstm"}
 VARIANTS = {  # name -> (SeqSleepNet kwargs, BNLSTM attributes)
-    "recurrent-BN x2 (default)": (BN, {}),
+    "recurrent-BN x2 (fused)": (BN, {}),
     "plain nn.LSTM x2": ({"epoch_rnn": "lstm", "seq_rnn": "lstm"}, {}),
     "recurrent-BN x2 (torch-op step)": (BN, {"kernels": "eager"}),
     "recurrent-BN x2 (autograd loop)": (BN, {"fused": False}),
@@ -183,7 +183,7 @@ def main() -> None:
     info = machine(device)
     print(describe(info))
     print("\n".join(machine_info(device, threads, flush)))
-    default_net = runs["recurrent-BN x2 (default)"][0]
+    default_net = runs["recurrent-BN x2 (fused)"][0]
     print(f"subnormal share after {args.warmup + args.rounds} steps (default net): "
           f"{subnormal_share(default_net, x, y, loss_fn)}")  # fmt: skip
     print(
