@@ -3,14 +3,18 @@
 Why not a loop over ``nn.LSTMCell``: on CPU such a loop costs several times ``nn.LSTM``,
 because autograd records ~30 small nodes per step and zero-fills full-size gradients. Here
 
-* the input-to-hidden products (which do not depend on the recurrence) are computed for every
-  time step and both directions in one GEMM before the loop ("hoisted");
 * both directions advance together as one batched matmul per step;
 * the whole layer is one ``autograd.Function`` with a hand-written backward ("fused cell"):
-  forward and backward loops work in place on cache-sized (D, B, 4H) tiles, the four gate
-  nonlinearities are one contiguous sigmoid (tanh = 2 sigmoid(2x) - 1; ATen's CPU tanh is
-  several times slower), and parameter gradients are accumulated step by step while the tiles
-  are hot (one (T, D, B, 4H) gradient buffer was measured slower: page faults on 38 MB).
+  parameter gradients are accumulated step by step while the (D, B, 4H) tiles are hot (one
+  (T, D, B, 4H) gradient buffer was measured slower: 38 MB is above glibc's mmap threshold, so
+  it is a fresh mapping, i.e. page faults, on every call);
+* on CPU (float32/float64, ``kernels="auto"``) everything between the matrix products of a
+  step, BNs, gates and cell, forward and backward, is one C++ kernel call
+  (``csrc/bn_lstm_cpu.cpp``, built on first use by :mod:`.bn_lstm_kernels`): a few vectorised
+  passes instead of ~25 torch ops forward and ~35 backward, which made the whole SeqSleepNet
+  step 1.6-2.4x an ``nn.LSTM`` step. Elsewhere (GPU, no compiler, ``kernels="eager"``) the same
+  loop runs those torch ops: the hoisted input GEMM and BN, the four gate nonlinearities as one
+  contiguous sigmoid (tanh = 2 sigmoid(2x) - 1).
 
 The cell is the authors' (``bnlstm.py`` of pquochuy/SeqSleepNet, after Cooijmans et al.):
 ``z = BN_x(x W_ih; scale, no offset) + BN_h(h W_hh; scale, offset)``, forget-gate offset 1,
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from models.sleep_tsr.bn_lstm_kernels import cpp_kernels
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 
@@ -61,13 +67,86 @@ def _bn_backward(
     return d_hat.sub_(m1).sub_(x_hat * m2).mul_(rstd)
 
 
+def _forward_cpp(
+    ctx,
+    ext,
+    xs,
+    w_ih,
+    ih_scale,
+    offset,
+    w_hh,
+    hh_scale,
+    c_scale,
+    c_offset,
+    running,
+    batch_stats,
+    eps,
+    hs,
+):  # noqa: ANN001
+    """Forward of :class:`_BNLSTMFunction` with the C++ step kernel (float32/64 CPU).
+
+    The input product is one small GEMM per step rather than one hoisted GEMM: a hoisted
+    (D, T, B, 4H) product is 38 MB at the paper's size, above glibc's mmap threshold, so it
+    is a fresh mapping (page faults) every call, while per-step tiles are reused heap blocks.
+    """
+    d, t_len, b, _ = xs.shape
+    h = w_hh.shape[1]
+    slots = running[0].shape[0]
+    stats = tuple(r.new_zeros((t_len, *r.shape[1:])) for r in running)  # (T, D, 1, size)
+    params = [p.contiguous() for p in (ih_scale, offset, hh_scale, c_scale, c_offset)]
+    c = xs.new_zeros(d, b, h)
+    saved = []
+    for t in range(t_len):
+        xw = torch.bmm(xs[:, t], w_ih)  # -> x_hat in place
+        a = torch.bmm(hs[t], w_hh)  # -> a_hat in place
+        act = torch.empty_like(a)
+        c_new, c_hat, tc = torch.empty_like(c), torch.empty_like(c), torch.empty_like(c)
+        r_x, r_a, r_c = a.new_empty(d, 1, 4 * h), a.new_empty(d, 1, 4 * h), c.new_empty(d, 1, h)
+        k = min(t, slots - 1)
+        moments = [s[t] for s in stats] if batch_stats else [r[k] for r in running]
+        ext.forward_step(xw, a, *params, c, act, c_new, c_hat, tc, hs[t + 1], *moments,
+                         r_x, r_a, r_c, batch_stats, eps)  # fmt: skip
+        saved.append((xw, a, act, c, c_hat, tc, r_x, r_a, r_c))
+        c = c_new
+    ctx.save_for_backward(xs, w_ih, w_hh, hs, *params)
+    ctx.steps, ctx.batch_stats = saved, batch_stats
+    ctx.mark_non_differentiable(*stats)
+    return (hs[1:], *stats)
+
+
+def _backward_cpp(ctx, d_out):  # noqa: ANN001
+    """Backward of :func:`_forward_cpp`: C++ step kernel between torch's GEMMs."""
+    xs, w_ih, w_hh, hs, ih_scale, offset, hh_scale, c_scale, c_offset = ctx.saved_tensors
+    d, t_len, b, _ = xs.shape
+    d_xs = xs.new_empty(t_len, d, b, xs.shape[3])
+    d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)
+    grads = [torch.zeros_like(p) for p in (ih_scale, offset, hh_scale, c_scale, c_offset)]
+    dh, dc = torch.zeros_like(hs[0]), torch.zeros_like(hs[0])
+    w_hh_t, w_ih_t = w_hh.transpose(1, 2), w_ih.transpose(1, 2)
+    for t in reversed(range(t_len)):
+        x_hat, a_hat, act, c_prev, c_hat, tc, r_x, r_a, r_c = ctx.steps[t]
+        dh.add_(d_out[t])
+        da, dx = torch.empty_like(act), torch.empty_like(act)
+        ext = ctx.ext
+        ext.backward_step(dh, dc, act, c_prev, c_hat, tc, x_hat, a_hat, r_x, r_a, r_c, ih_scale,
+                          hh_scale, c_scale, da, dx, *grads, ctx.batch_stats)  # fmt: skip
+        d_w_hh.baddbmm_(hs[t].transpose(1, 2), da)
+        dh = torch.bmm(da, w_hh_t)
+        d_w_ih.baddbmm_(xs[:, t].transpose(1, 2), dx)
+        torch.bmm(dx, w_ih_t, out=d_xs[t])
+    d_ih, d_off, d_hh, d_cs, d_co = grads
+    return (d_xs.transpose(0, 1), d_w_ih, d_ih, d_off, d_w_hh, d_hh, d_cs, d_co,
+            None, None, None)  # fmt: skip
+
+
 class _BNLSTMFunction(torch.autograd.Function):
     """``xs`` (D, T, B, I), each direction already in its own time order -> (T, D, B, H).
 
     ``running``: population (mean, var) of the three batch norms, each ``(slots, D, 1, size)``;
     step t uses slot ``min(t, slots - 1)`` in eval. Extra outputs (not differentiable): the
-    batch statistics of every step, ``(T, D, 1, size)`` each (zeros in eval). Gate order is (i, f, o, g): one sigmoid covers three.
-    Apart from the hoisted input GEMM, everything is done step by step on cache-sized
+    batch statistics of every step, ``(T, D, 1, size)`` each (zeros in eval). Gate order is
+    (i, f, o, g): one sigmoid covers three. ``ext``: the C++ step kernels, or None for the
+    torch-op step. Everything but the input GEMM is done step by step on cache-sized
     (D, B, 4H) tensors, including the parameter gradients: full (T, D, B, 4H) gradient buffers
     cost more in page faults than they save on CPU.
     """
@@ -86,11 +165,17 @@ class _BNLSTMFunction(torch.autograd.Function):
         running,
         batch_stats,
         eps,
+        ext,
     ):  # noqa: ANN001
         d, t_len, b, _ = xs.shape
         h = w_hh.shape[1]
         slots = running[0].shape[0]
-        hs = xs.new_zeros(t_len + 1, d, b, h)  # hs[t] = h_{t-1}
+        hs = xs.new_empty(t_len + 1, d, b, h)  # hs[t] = h_{t-1}; every step writes its slot
+        hs[0].zero_()
+        ctx.ext = ext
+        if ext is not None:
+            return _forward_cpp(ctx, ext, xs, w_ih, ih_scale, offset, w_hh, hh_scale, c_scale,
+                                c_offset, running, batch_stats, eps, hs)  # fmt: skip
         c = xs.new_zeros(d, b, h)
         saved: list[tuple[torch.Tensor, ...]] = []
         # per-step batch statistics (T, D, 1, size) for the population estimates
@@ -139,6 +224,8 @@ class _BNLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out, *_unused):  # noqa: ANN001
+        if ctx.ext is not None:
+            return (*_backward_cpp(ctx, d_out), None)
         xs, w_ih, ih_scale, w_hh, hh_scale, c_scale, hs = ctx.saved_tensors
         bs = ctx.batch_stats
         d, t_len, b, _ = xs.shape
@@ -176,7 +263,7 @@ class _BNLSTMFunction(torch.autograd.Function):
             d_w_ih.baddbmm_(xs[:, t].transpose(1, 2), dx)
             d_xs[:, t] = torch.bmm(dx, w_ih_t)
         return (d_xs, d_w_ih, d_ih_scale, d_offset, d_w_hh, d_hh_scale, d_c_scale, d_c_offset,
-                None, None, None)  # fmt: skip
+                None, None, None, None)  # fmt: skip
 
 
 def bn_lstm_reference(
@@ -215,6 +302,8 @@ def bn_lstm_reference(
 
 
 STATS = ("per_step", "time_averaged")
+_CPP_DTYPES = (torch.float32, torch.float64)
+KERNELS = ("auto", "eager")
 
 
 class BNLSTM(nn.Module):
@@ -227,7 +316,8 @@ class BNLSTM(nn.Module):
     on the cell, no offset on ``x W_ih`` (it would duplicate the other one):
     ``4H (I + H) + 3 * 4H + 2H``. ``max_steps`` is the number of per-step population-statistic
     slots (29 frames in the epoch encoder, L = 20 in the sequence encoder); ``momentum`` is
-    1 - the reference's decay 0.95. ``fused=False`` runs :func:`bn_lstm_reference` (plain
+    1 - the reference's decay 0.95. ``kernels="eager"`` skips the C++ step kernels (torch ops
+    only). ``fused=False`` runs :func:`bn_lstm_reference` (plain
     autograd loop) instead of the hand-written backward.
     """
 
@@ -242,15 +332,19 @@ class BNLSTM(nn.Module):
         eps: float = 1e-5,
         bn_scale_init: float = 0.1,
         fused: bool = True,
+        kernels: str = "auto",
     ) -> None:
         super().__init__()
         if stats not in STATS:
             raise ValueError(f"stats={stats!r}: choose one of {STATS}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels={kernels!r}: choose one of {KERNELS}")
         if max_steps < 1:
             raise ValueError(f"max_steps={max_steps}: must be >= 1")
         d, h = (2 if bidirectional else 1), hidden_size
         self.input_size, self.hidden_size, self.num_directions = input_size, h, d
         self.momentum, self.eps, self.fused, self.stats = momentum, eps, fused, stats
+        self.kernels = kernels
         self.weight_ih = nn.Parameter(torch.empty(d, input_size, 4 * h))
         self.weight_hh = nn.Parameter(torch.empty(d, h, 4 * h))
         self.bn_ih_weight = nn.Parameter(torch.full((d, 4 * h), bn_scale_init))
@@ -290,11 +384,18 @@ class BNLSTM(nn.Module):
                 target[-1] = per_step[slots - 1 :].mean(0)
             buf[:n].lerp_(target, self.momentum)
 
+    def _cpp(self, x: torch.Tensor):  # noqa: ANN202
+        """The C++ step kernels where they apply (float32/64 CPU, ``kernels="auto"``), else None."""
+        if self.kernels == "eager" or x.dtype not in _CPP_DTYPES or x.device.type != "cpu":
+            return None
+        return cpp_kernels()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The recurrence and its batch statistics run in float32 even under bf16 autocast: the
         # fused backward mixes its saved tensors with the weights' grads, and per-step variances
-        # of bf16 pre-activations lose most of their digits.
-        x = x.float()
+        # of bf16 pre-activations lose most of their digits. (The parameters' dtype: float32,
+        # or float64 where the tests check the maths.)
+        x = x.to(self.weight_ih.dtype)
         xt = x.transpose(0, 1)  # (T, B, I)
         xs = torch.stack([xt, xt.flip(0)]) if self.num_directions == 2 else xt[None]
         running = tuple(
@@ -305,11 +406,13 @@ class BNLSTM(nn.Module):
         args = (
             xs.contiguous(), self.weight_ih, self.bn_ih_weight[:, None], self.bn_hh_bias[:, None],
             self.weight_hh, self.bn_hh_weight[:, None], self.bn_c_weight[:, None],
-            self.bn_c_bias[:, None], running, self.training, self.eps,
+            self.bn_c_bias[:, None], running, self.training, self.eps, self._cpp(x),
         )  # fmt: skip
-        fn = _BNLSTMFunction.apply if self.fused else bn_lstm_reference
         with torch.autocast(x.device.type, enabled=False):
-            out, *stats = fn(*args)
+            if self.fused:
+                out, *stats = _BNLSTMFunction.apply(*args)
+            else:
+                out, *stats = bn_lstm_reference(*args[:-1])
         if self.training:
             with torch.no_grad():
                 self._update_running(stats)
@@ -323,5 +426,6 @@ class BNLSTM(nn.Module):
         return (
             f"{self.input_size}, {self.hidden_size}, "
             f"bidirectional={self.num_directions == 2}, stats={self.stats}, "
-            f"slots={self.running_mean_ih.shape[0]}, eps={self.eps}, fused={self.fused}"
+            f"slots={self.running_mean_ih.shape[0]}, eps={self.eps}, fused={self.fused}, "
+            f"kernels={self.kernels}"
         )

@@ -9,7 +9,7 @@ from torch import nn
 
 from core.checks import ConfigError
 from models.sleep_tsr.attention import AttentionPool
-from models.sleep_tsr.bn_lstm import BNLSTM, STATS
+from models.sleep_tsr.bn_lstm import BNLSTM, KERNELS, STATS
 from models.sleep_tsr.filterbank import LearnableFilterbank
 
 
@@ -34,6 +34,8 @@ class SeqSleepNet(nn.Module):
     pooling. Sequence encoder: biLSTM over the L epoch embeddings -> a linear classifier shared
     by all positions. Both biLSTMs use recurrent batch norm by default, as both reference repos
     do (``lstm``: plain ``nn.LSTM``). With the paper's settings it has 164,133 parameters.
+    ``bn_kernels``: ``auto`` runs the recurrent-BN step as C++ kernels on CPU (built on first
+    use, torch ops if that fails), ``eager`` as torch ops (same maths).
     """
 
     def __init__(
@@ -53,12 +55,14 @@ class SeqSleepNet(nn.Module):
         bn_stats: str = "per_step",
         bn_momentum: float = 0.05,
         bn_eps: float = 1e-5,
+        bn_kernels: str = "auto",
     ) -> None:
         super().__init__()
         for key, value, allowed in (
             ("epoch_rnn", epoch_rnn, RNNS),
             ("seq_rnn", seq_rnn, RNNS),
             ("bn_stats", bn_stats, STATS),
+            ("bn_kernels", bn_kernels, KERNELS),
         ):
             if value not in allowed:
                 raise ConfigError(f"model.{key}", f"got {value!r}; allowed values: {allowed}")
@@ -68,7 +72,9 @@ class SeqSleepNet(nn.Module):
         def rnn(kind: str, size_in: int, hidden: int, steps: int) -> nn.Module:
             if kind == "lstm":
                 return _PlainBiLSTM(size_in, hidden)
-            return BNLSTM(size_in, hidden, True, steps, bn_stats, bn_momentum, bn_eps)
+            return BNLSTM(
+                size_in, hidden, True, steps, bn_stats, bn_momentum, bn_eps, kernels=bn_kernels
+            )
 
         self.epoch_rnn = rnn(epoch_rnn, n_filters, epoch_hidden, n_frames)
         self.attention = AttentionPool(2 * epoch_hidden, attention_size)

@@ -11,6 +11,7 @@ from models.sleep_tsr import (
     AttentionPool,
     LearnableFilterbank,
     SeqSleepNet,
+    bn_lstm_kernels,
     triangular_filterbank,
 )
 
@@ -42,7 +43,7 @@ def test_plain_lstm_variant_runs_and_bad_choices_are_config_errors():
     plain = SeqSleepNet(epoch_rnn="lstm", seq_rnn="lstm")
     assert isinstance(SeqSleepNet().seq_rnn, BNLSTM)
     assert plain(torch.randn(1, 2, 29, 129)).shape == (1, 2, 5)
-    for key in ("epoch_rnn", "seq_rnn", "bn_stats"):
+    for key in ("epoch_rnn", "seq_rnn", "bn_stats", "bn_kernels"):
         with pytest.raises(ConfigError, match=f"model.{key}"):
             SeqSleepNet(**{key: "gru"})
 
@@ -113,12 +114,16 @@ def test_attention_weights_sum_to_one():
     assert att(x).shape == (3, 8)
 
 
+@pytest.mark.parametrize("kernels", ["auto", "eager"])  # C++ step (float64 build), torch ops
 @pytest.mark.parametrize("stats", ["per_step", "time_averaged"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_bn_lstm_matches_autograd_reference(bidirectional, training, stats):
+def test_fused_bn_lstm_matches_autograd_reference(bidirectional, training, stats, kernels):
     torch.manual_seed(0)
-    net = BNLSTM(5, 3, bidirectional=bidirectional, max_steps=3, stats=stats).double()
+    net = BNLSTM(5, 3, bidirectional=bidirectional, max_steps=3, stats=stats, kernels=kernels)
+    net = net.double()
+    if kernels == "auto":  # the C++ path must really run (CI has a compiler)
+        assert bn_lstm_kernels.cpp_kernels() is not None, bn_lstm_kernels._failure
     with torch.no_grad():  # non-trivial BN parameters and running statistics
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))
