@@ -98,7 +98,8 @@ def load_records(folder: Path) -> list[Record]:
 def device_label(machine: dict) -> str:
     if machine["device"] != "cpu":
         return machine["device"]
-    return f"{machine['cpu']} ({machine['threads']} thread{'s' if machine['threads'] > 1 else ''})"
+    threads = f"{machine['threads']} thread{'s' if machine['threads'] > 1 else ''}"
+    return f"{machine['cpu']} ({machine['isa']}, {machine['blas']}, {threads})"
 
 
 def render_records(records: list[Record]) -> str:

@@ -266,6 +266,7 @@ class FrameDataModule(L.LightningDataModule):
             )
         self.corpus = corpus
         counts = np.bincount(corpus.labels[self.splits["train"].frames], minlength=self.num_states)
+        self.train_majority = int(counts.argmax())  # the trivial reference's class
         log.info(
             "frames: %s; speakers: %s; train majority-class rate %.3f",
             {k: len(v) for k, v in self.splits.items()},

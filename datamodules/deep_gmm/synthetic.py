@@ -20,6 +20,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter
 
+from core.atomic import atomic_folder
+
 from .alignments import write_alignments
 
 log = logging.getLogger(__name__)
@@ -152,30 +154,32 @@ def write_synthetic_corpus(out_dir: str | Path, cfg: SynthConfig | None = None) 
     root = Path(out_dir) / f"synth_{cfg.key()}"
     if (root / _DONE).exists():
         return root
-    rng = np.random.default_rng(cfg.seed)
-    units = _unit_inventory(cfg, rng)
-    alignments: dict[str, np.ndarray] = {}
-    log.info("writing the synthetic formant-speech corpus to %s", root)
-    for s in range(cfg.speakers):
-        female = s % 2 == 1
-        spk = {
-            "f0": rng.uniform(170, 240) if female else rng.uniform(90, 140),
-            "scale": rng.uniform(1.05, 1.2) if female else rng.uniform(0.85, 1.0),
-            "breath": rng.uniform(0.02, 0.12),
-            "snr_db": rng.uniform(18, 35),
-        }
-        speaker = str(1000 + s)
-        spk_dir = root / AUDIO_DIR / speaker
-        spk_dir.mkdir(parents=True, exist_ok=True)
-        for u in range(cfg.utterances_per_speaker):
-            k = rng.integers(cfg.min_units, cfg.max_units + 1)
-            seq = np.concatenate([[0], rng.integers(1, cfg.num_units, size=k), [0]])
-            durs = rng.integers(cfg.min_frames, cfg.max_frames + 1, size=len(seq))
-            wave, labels = _speak(units, seq, durs, spk, cfg, rng)
-            utt = f"{speaker}-1-{u:04d}"
-            sf.write(spk_dir / f"{utt}.wav", wave, cfg.sample_rate, subtype="PCM_16")
-            alignments[utt] = frame_labels(labels, len(wave), cfg)
-    write_alignments(root / ALIGNMENT_FILE, alignments)
-    (root / "units.json").write_text(json.dumps(units, indent=1))
-    (root / _DONE).write_text(json.dumps(asdict(cfg)))
-    return root
+    final = root
+    with atomic_folder(final, lambda f: (f / _DONE).exists()) as tmp:  # no half-written reads
+        rng = np.random.default_rng(cfg.seed)
+        units = _unit_inventory(cfg, rng)
+        alignments: dict[str, np.ndarray] = {}
+        log.info("writing the synthetic formant-speech corpus to %s", root)
+        for s in range(cfg.speakers):
+            female = s % 2 == 1
+            spk = {
+                "f0": rng.uniform(170, 240) if female else rng.uniform(90, 140),
+                "scale": rng.uniform(1.05, 1.2) if female else rng.uniform(0.85, 1.0),
+                "breath": rng.uniform(0.02, 0.12),
+                "snr_db": rng.uniform(18, 35),
+            }
+            speaker = str(1000 + s)
+            spk_dir = tmp / AUDIO_DIR / speaker
+            spk_dir.mkdir(parents=True, exist_ok=True)
+            for u in range(cfg.utterances_per_speaker):
+                k = rng.integers(cfg.min_units, cfg.max_units + 1)
+                seq = np.concatenate([[0], rng.integers(1, cfg.num_units, size=k), [0]])
+                durs = rng.integers(cfg.min_frames, cfg.max_frames + 1, size=len(seq))
+                wave, labels = _speak(units, seq, durs, spk, cfg, rng)
+                utt = f"{speaker}-1-{u:04d}"
+                sf.write(spk_dir / f"{utt}.wav", wave, cfg.sample_rate, subtype="PCM_16")
+                alignments[utt] = frame_labels(labels, len(wave), cfg)
+        write_alignments(tmp / ALIGNMENT_FILE, alignments)
+        (tmp / "units.json").write_text(json.dumps(units, indent=1))
+        (tmp / _DONE).write_text(json.dumps(asdict(cfg)))
+    return final

@@ -7,6 +7,7 @@ The embedded default writes scikit-learn's bundled digits (no network) to
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +35,7 @@ def write_embedded_digits(out_dir: Path) -> Path:
     digits = load_digits()
     table = np.column_stack([digits.data.astype(np.int64), digits.target])
     header = ",".join([f"px{i}" for i in range(64)] + ["label"])
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # one per writer: parallel jobs
     np.savetxt(tmp, table, fmt="%d", delimiter=",", header=header, comments="")
     tmp.replace(path)
     return path

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.atomic import atomic_folder
 from datamodules.frailty.schema import DEFAULT_CHANNELS
 
 CRITERIA = ("weight_loss", "exhaustion", "low_activity", "slowness", "weakness")
@@ -197,10 +198,20 @@ def generate_cohort(out_dir: str | Path, spec: CohortSpec | None = None) -> Path
     Skipped when ``out_dir/.complete`` holds the same settings (files written once).
     """
     spec = spec or CohortSpec()
-    out = Path(out_dir)
-    marker = out / ".complete"
-    if marker.is_file() and marker.read_text() == spec.key():
-        return out
+    final = Path(out_dir)
+
+    def complete(folder: Path) -> bool:
+        marker = folder / ".complete"
+        return marker.is_file() and marker.read_text() == spec.key()
+
+    if complete(final):
+        return final
+    with atomic_folder(final, complete) as out:  # parallel jobs never see a half-written cohort
+        _write_cohort(out, spec)
+    return final
+
+
+def _write_cohort(out: Path, spec: CohortSpec) -> None:
     rng = np.random.default_rng(spec.seed)
     (out / "imu").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -227,8 +238,7 @@ def generate_cohort(out_dir: str | Path, spec: CohortSpec | None = None) -> Path
             }
         )
     pd.DataFrame(rows).to_csv(out / "participants.csv", index=False)
-    marker.write_text(spec.key())
-    return out
+    (out / ".complete").write_text(spec.key())
 
 
 if __name__ == "__main__":

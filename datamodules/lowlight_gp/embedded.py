@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.atomic import atomic_folder
+
 # name -> loader; all bundled in the wheels (no network).
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
@@ -49,7 +51,6 @@ def write_embedded(
 ) -> Path:
     """Write the embedded folders under ``root`` once (skipped when the manifest matches)."""
     root = Path(root)
-    manifest = root / "manifest.json"
     settings = {
         "version": VERSION,
         "photos": [*SKIMAGE_PHOTOS, *SKLEARN_PHOTOS],
@@ -57,19 +58,22 @@ def write_embedded(
         "gamma": LOWLIGHT_GAMMA,
         "photons": LOWLIGHT_PHOTONS,
     }
-    if manifest.exists() and json.loads(manifest.read_text()) == settings:
+
+    def complete(folder: Path) -> bool:
+        found = folder / "manifest.json"
+        return found.exists() and json.loads(found.read_text()) == settings
+
+    if complete(root):
         return root
-    (root / "bright").mkdir(parents=True, exist_ok=True)
-    (root / "lowlight").mkdir(parents=True, exist_ok=True)
-    photos = _photos()
-    for i, (name, rgb) in enumerate(photos.items()):
-        cv2.imwrite(str(root / "bright" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if name in lowlight_names:
-            low = simulate_lowlight(rgb, seed=i)
-            cv2.imwrite(
-                str(root / "lowlight" / f"{name}.png"), cv2.cvtColor(low, cv2.COLOR_RGB2BGR)
-            )
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings))
-    tmp.replace(manifest)
+    with atomic_folder(root, complete) as tmp:  # parallel jobs never see half-written photos
+        (tmp / "bright").mkdir()
+        (tmp / "lowlight").mkdir()
+        for i, (name, rgb) in enumerate(_photos().items()):
+            cv2.imwrite(str(tmp / "bright" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if name in lowlight_names:
+                low = simulate_lowlight(rgb, seed=i)
+                cv2.imwrite(
+                    str(tmp / "lowlight" / f"{name}.png"), cv2.cvtColor(low, cv2.COLOR_RGB2BGR)
+                )
+        (tmp / "manifest.json").write_text(json.dumps(settings))
     return root

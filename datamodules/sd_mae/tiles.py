@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.atomic import atomic_folder
 from datamodules.sd_mae.tile_layout import ARRANGED, LAYOUTS, shared_params
 
 CLASSES = ("BACK", *ARRANGED)
@@ -139,10 +140,11 @@ def write_tiles(
         for c in CLASSES
         for i in range(n)
     ]
-    for split, cls, i in tqdm(jobs, desc=f"writing embedded tiles to {root}", mininterval=2):
-        out = root / split / cls
-        out.mkdir(parents=True, exist_ok=True)
-        tile = draw_tile(cls, size, rng)
-        cv2.imwrite(str(out / f"{cls}-{i:05d}.png"), cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
-    (root / _DONE).write_text(json.dumps({"size": size, "n_train": n_train, "n_test": n_test}))
+    with atomic_folder(root, lambda f: (f / _DONE).exists()) as tmp:  # no half-written reads
+        for split, cls, i in tqdm(jobs, desc=f"writing embedded tiles to {root}", mininterval=2):
+            out = tmp / split / cls
+            out.mkdir(parents=True, exist_ok=True)
+            tile = draw_tile(cls, size, rng)
+            cv2.imwrite(str(out / f"{cls}-{i:05d}.png"), cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
+        (tmp / _DONE).write_text(json.dumps({"size": size, "n_train": n_train, "n_test": n_test}))
     return root

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_folder
 from datamodules.sleep_tsr.records import hypnogram_name, psg_name
 
 SFREQ = 100
@@ -263,12 +264,34 @@ def slow_signals(rng: np.random.Generator, n_sec: int) -> dict[str, tuple[np.nda
 
 
 def generate_dataset(out_dir: str | Path, settings: SyntheticSettings | None = None) -> Path:
-    """Write the whole synthetic Sleep Cassette set into ``out_dir`` (skipped if up to date)."""
+    """Write the whole synthetic Sleep Cassette set into ``out_dir`` (skipped if up to date).
+
+    Written into a private folder and published in one rename (``core.atomic``), so parallel
+    jobs never read a half-written set."""
     settings = settings or SyntheticSettings()
     out = Path(out_dir)
-    marker = out / SETTINGS_FILE
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == settings.key():
+
+    def complete(folder: Path) -> bool:
+        marker = folder / SETTINGS_FILE
+        return marker.is_file() and json.loads(marker.read_text()).get("key") == settings.key()
+
+    if complete(out):
         return out
+    from tqdm import tqdm
+
+    jobs = [
+        (s, n)
+        for s in range(settings.n_subjects)
+        for n in range(1, settings.nights + 1)
+        if not (n > 1 and s in settings.missing_nights)
+    ]
+    with atomic_folder(out, complete) as tmp:
+        for subject, night in tqdm(jobs, desc="writing synthetic Sleep-EDF", leave=False):
+            rng = np.random.default_rng([settings.seed, subject, night])
+            write_night(tmp, subject, night, rng, settings)
+        marker = {"key": settings.key(), "settings": asdict(settings)}
+        (tmp / SETTINGS_FILE).write_text(json.dumps(marker, indent=1))
+    return out
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("SC4*.edf"):
         old.unlink()

@@ -236,10 +236,20 @@ class FrameStateClassifier(L.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute())
 
+    def on_test_epoch_start(self) -> None:
+        # Trivial reference: always answer the training split's most frequent state.
+        dm = getattr(self.trainer, "datamodule", None)
+        self._majority = getattr(dm, "train_majority", None)
+        self._majority_hits = torch.zeros((), dtype=torch.long, device=self.device)
+        self._test_frames = 0
+
     def test_step(self, batch, batch_idx: int) -> None:
         ce, logits = self._ce(batch)
         self.test_loss(ce)
         self.test_acc(logits, batch[1])
+        if getattr(self, "_majority", None) is not None:
+            self._majority_hits += (batch[1] == self._majority).sum()
+            self._test_frames += batch[1].numel()
         self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
 
@@ -254,6 +264,8 @@ class FrameStateClassifier(L.LightningModule):
         self.log("test/params_m", params / 1e6)
         self.log("test/trainable_params_m", trainable / 1e6)
         self.log("test/train_steps", float(self.global_step))
+        if getattr(self, "_test_frames", 0):
+            self.log("test/majority_acc", self._majority_hits.item() / self._test_frames)
 
     def configure_optimizers(self):
         params, prior = [], []

@@ -1,0 +1,198 @@
+"""One command for every figure: ``python -m benchmarks.report`` writes docs/results.md.
+
+    python -m benchmarks.report                 # everything, 3 seeds (about 2 h on 2 cores)
+    python -m benchmarks.report --quick         # short budgets, 1 seed, few repeats (minutes)
+    python -m benchmarks.report --only results  # or: benchmarks
+    python -m benchmarks.report --render        # rebuild the tables from the last records only
+
+1. **benchmarks**: every CPU benchmark, one after another (never beside a training job: they
+   time), each writing a JSON record with the machine that measured it;
+2. **results**: every row of ``benchmarks/paper_runs.py`` as a Hydra multirun over the seeds,
+   two presets at a time; each row is the mean +- std over seeds beside its trivial reference
+   from the same jobs and the paper's number.
+
+docs/results.md gets a header (date, CPU model, cores, torch threads, torch, BLAS, device) and
+one marked block per section; the README's blocks of the same names are copied from it (a test
+checks that they match), so no figure in the README is typed by hand. The ``gpu-check`` block
+comes from ``benchmarks/gpu_check.sh`` on a GPU machine and is kept as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import describe, machine  # noqa: E402
+from benchmarks.paper_runs import RUNS, PaperRun, job_metrics  # noqa: E402
+from benchmarks.records import (  # noqa: E402
+    load_records,
+    read_section,
+    render_records,
+    replace_section,
+)
+
+# (script, full-size arguments, --quick arguments); every one also gets --json.
+BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
+    ("sleep_tsr_preprocessing", [], ["--hours", "4", "--repeats", "1"]),
+    ("sleep_tsr_train_step", [], ["--rounds", "3", "--warmup", "1", "--skip-loop"]),
+    ("deep_gmm_speed", ["--breakdown"], ["--repeats", "4", "--naive-batch", "0", "--no-two-mm"]),
+    ("sd_mae_speed", [], ["--steps", "1", "--methods", "sdmae"]),
+    ("frailty_preprocessing", [], ["--participants", "20", "--loop-participants", "2"]),
+    ("frailty_train_step", [], ["--steps", "5"]),
+    ("lowlight_gp_speed", [], ["--repeats", "1", "--skip-gpytorch"]),
+)
+SECTIONS = ("benchmarks", "results")
+
+
+def run_benchmarks(work: Path, quick: bool) -> None:
+    records = work / "records"
+    records.mkdir(parents=True, exist_ok=True)
+    for name, full, short in BENCHMARKS:
+        argv = [
+            sys.executable,
+            str(ROOT / "benchmarks" / f"{name}.py"),
+            *(short if quick else full),
+        ]
+        argv += ["--json", str(records / f"{name}.json")]
+        t0 = time.perf_counter()
+        with (work / f"{name}.log").open("w") as log:
+            ok = (
+                subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode == 0
+            )
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {name:26s} {time.perf_counter() - t0:6.0f} s", flush=True
+        )
+
+
+def run_paper(run: PaperRun, work: Path, quick: bool, seeds: str, threads: int) -> bool:
+    """The row's preset as one multirun over ``seeds``; job dirs under ``work/runs/<name>``."""
+    sweep = work / "runs" / run.name
+    argv = [
+        sys.executable, str(ROOT / "run.py"), "-m", *run.overrides(short=quick), f"seed={seeds}",
+        "logger=csv", f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    with (work / f"{run.name}.log").open("w") as log:
+        ok = (
+            subprocess.run(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            == 0
+        )
+    print(
+        f"{'ok  ' if ok else 'FAIL'} {run.name:26s} {time.perf_counter() - t0:6.0f} s  "
+        f"python run.py {' '.join(argv[2:-2])}",
+        flush=True,
+    )
+    return ok
+
+
+def mean_std(values: list[float], metric: str) -> str:
+    if not values:
+        return "-"
+    unit = " dB" if metric.endswith("psnr") else ""
+    digits = 2 if unit else 3
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}{unit} (1 seed)"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}{unit}"
+
+
+def seed_of(job: Path) -> str:
+    record = json.loads((job / "metrics.json").read_text())
+    found = [o.split("=", 1)[1] for o in record.get("overrides", []) if o.startswith("seed=")]
+    return found[0] if found else "?"
+
+
+def render_results(work: Path, quick: bool) -> str:
+    """Mean +- std over the finished jobs of every row, beside its reference and the paper."""
+    rows = [
+        "| paper | run | command | seeds | metric | ours (mean ± std) | trivial reference | paper |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in RUNS:
+        jobs = sorted(p.parent for p in (work / "runs" / run.name).glob("**/metrics.json"))
+        done = [(j, m) for j in jobs if (m := job_metrics(j)) is not None]
+        seeds = ",".join(sorted(seed_of(j) for j, _ in done)) or "none finished"
+        cells = []
+        for metric in (run.metric, *run.extra_metrics):
+            cells.append(
+                f"{metric.split('/')[-1]} {mean_std([m[metric] for _, m in done if metric in m], metric)}"
+            )
+        refs = [v for j, m in done if (v := run.reference(j, m).get(run.metric)) is not None]
+        paper = "-" if run.paper_value is None else f"{run.paper_value:g}"
+        command = f"`python run.py -m {' '.join(run.overrides(short=quick))} seed=...`"
+        rows.append(
+            f"| {run.paper} | {run.name} | {command} | {seeds} | {run.metric} | "
+            f"{'; '.join(cells)} | {run.reference_label}: {mean_std(refs, run.metric)} | "
+            f"{paper} ({run.paper_source}) |"
+        )
+    return "\n".join(rows)
+
+
+def write(out_md: Path, readme: Path | None, work: Path, quick: bool, header: str) -> None:
+    text = out_md.read_text() if out_md.exists() else "# Results\n"
+    if not text.startswith("# Results"):
+        text = "# Results\n\n" + text
+    text = replace_section(text, "report-header", header)
+    bodies = {
+        "benchmarks": render_records(load_records(work / "records")),
+        "results": render_results(work, quick),
+    }
+    for name, body in bodies.items():
+        text = replace_section(text, name, body)
+    out_md.write_text(text)
+    print(f"wrote {out_md}")
+    if readme and readme.exists():
+        readme_text = readme.read_text()
+        for name in ("report-header", *SECTIONS, "gpu-check"):
+            if read_section(readme_text, name) is not None:  # the README opts in per block
+                readme_text = replace_section(readme_text, name, read_section(text, name))
+        readme.write_text(readme_text)
+        print(f"copied the blocks into {readme}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short budgets, 1 seed, few repeats")
+    ap.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--seeds", default=None, help="default 1,2,3 (quick: 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="paper presets at a time")
+    ap.add_argument("--work", default="outputs/report")
+    ap.add_argument("--out", default="docs/results.md")
+    ap.add_argument("--readme", default="README.md", help="'' to leave the README alone")
+    ap.add_argument("--render", action="store_true", help="no runs: rebuild from the records")
+    args = ap.parse_args()
+    seeds = args.seeds or ("1" if args.quick else "1,2,3")
+    work = (ROOT / args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    info = machine("cpu")
+    t0 = time.perf_counter()
+    if not args.render:
+        if "benchmarks" in args.only:
+            run_benchmarks(work, args.quick)
+        if "results" in args.only:
+            threads = max(1, (os.cpu_count() or 1) // args.jobs)
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                list(pool.map(lambda r: run_paper(r, work, args.quick, seeds, threads), RUNS))
+    mode = "quick (short budgets, not for the README)" if args.quick else "full"
+    header = (
+        f"Generated by `python -m benchmarks.report{' --quick' if args.quick else ''}` "
+        f"({mode}, seeds {seeds}, {time.perf_counter() - t0:.0f} s of runs).\n"
+        f"Machine: {describe(info)}."
+    )
+    write((ROOT / args.out).resolve(), (ROOT / args.readme) if args.readme else None, work,
+          args.quick, header)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""docs/results.md and the README: every figure comes from the report, and the two agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.paper_runs import RUNS
+from benchmarks.records import read_section
+from benchmarks.report import SECTIONS, render_results, write
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _job(folder: Path, seed: int, metrics: dict, status: str = "ok") -> None:
+    folder.mkdir(parents=True)
+    record = {"status": status, "overrides": [f"seed={seed}"], "metrics": metrics}
+    (folder / "metrics.json").write_text(json.dumps(record))
+
+
+def test_results_rows_are_mean_std_over_finished_seeds_beside_the_reference(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, acc in ((1, 0.5), (2, 0.7), (3, 0.6)):
+        _job(runs / "deep_gmm" / str(seed), seed, {"test/acc": acc, "test/majority_acc": 0.1})
+    _job(runs / "deep_gmm" / "4", 4, {"test/acc": 0.0}, status="failed")  # not averaged
+    _job(runs / "sleep_tsr" / "0", 1, {"test/acc": 0.9, "test/kappa": 0.8, "test/f1_macro": 0.7})
+    np.savez(runs / "sleep_tsr" / "0" / "predictions_test.npz", y_true=np.array([0, 0, 0, 2]))
+    table = render_results(tmp_path, quick=False)
+    gmm = next(line for line in table.splitlines() if "| deep_gmm |" in line)
+    assert "| 1,2,3 |" in gmm and "acc 0.600 ± 0.100" in gmm
+    assert "majority state: 0.100 ± 0.000" in gmm and "0.6266" in gmm
+    sleep = next(line for line in table.splitlines() if "| sleep_tsr |" in line)
+    assert "acc 0.900 (1 seed)" in sleep and "majority stage: 0.750 (1 seed)" in sleep
+    assert "none finished" in next(line for line in table.splitlines() if "lowlight_gp" in line)
+
+
+def test_write_copies_the_blocks_into_the_readme(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nend\n")
+    out = tmp_path / "results.md"
+    write(out, readme, tmp_path, quick=False, header="Machine: test")
+    assert read_section(readme.read_text(), "results") == read_section(out.read_text(), "results")
+    assert readme.read_text().startswith("intro") and readme.read_text().endswith("end\n")
+
+
+def test_readme_figures_match_docs_results():
+    """The README's figure tables are the report's, never edited by hand."""
+    results = (ROOT / "docs" / "results.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in (*SECTIONS, "gpu-check"):
+        if (block := read_section(readme, name)) is not None:
+            assert block == read_section(results, name), f"README block {name!r} was edited"
+
+
+def test_every_paper_has_a_result_row():
+    assert {r.paper for r in RUNS} == {"sleep_tsr", "deep_gmm", "sd_mae", "frailty", "lowlight_gp"}
