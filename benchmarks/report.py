@@ -129,7 +129,7 @@ def render_results(work: Path, quick: bool) -> str:
             )
         refs = [v for j, m in done if (v := run.reference(j, m).get(run.metric)) is not None]
         paper = "-" if run.paper_value is None else f"{run.paper_value:g}"
-        command = f"`python run.py -m {' '.join(run.overrides(short=quick))} seed=...`"
+        command = f"`python run.py -m {' '.join(run.overrides(short=quick))} seed={seeds if done else '1,2,3'}`"
         rows.append(
             f"| {run.paper} | {run.name} | {command} | {seeds} | {run.metric} | "
             f"{'; '.join(cells)} | {run.reference_label}: {mean_std(refs, run.metric)} | "
