@@ -82,21 +82,46 @@ class GMMHead(nn.Module):
         return self.prior() - nll
 
 
+OPTIMIZERS = {
+    # the deep_gmm presets' optimiser (conf/module/deep_gmm/frame_classifier.yaml): Adam, lr 1e-3
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-3),
+    "sgd": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
+    "none": None,
+}
+
+
 def make_step(
-    model: nn.Module, batch: int, in_features: int, states: int, device: torch.device
+    model: nn.Module,
+    batch: int,
+    in_features: int,
+    states: int,
+    device: torch.device,
+    optimizer: str,
+    fwd_bwd: list[float],
 ) -> Callable[[], None]:
+    """One training step: zero grads (set to None, as Lightning does), forward, CE, backward into
+    the input and the optimiser's step. The forward + backward part's time goes to ``fwd_bwd``."""
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(batch, in_features, generator=gen).to(device).requires_grad_()
     y = torch.randint(0, states, (batch,), generator=gen).to(device)
+    make_opt = OPTIMIZERS[optimizer]
+    opt = make_opt(list(model.parameters())) if make_opt else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
+        t0 = time.perf_counter()
         model.zero_grad(set_to_none=True)
         h.grad = None
         loss = F.cross_entropy(model(h), y)
         if isinstance(model, GMMHead):
             loss = loss + model.prior.loss(y)
         loss.backward()
+        sync()
+        fwd_bwd.append(time.perf_counter() - t0)
+        if opt is not None:
+            opt.step()
 
+    step.optimizer = opt  # type: ignore[attr-defined]
     return step
 
 
@@ -198,8 +223,12 @@ def peak_step_bytes(step: Callable[[], None], device: torch.device) -> int:
     return peak
 
 
-def param_bytes(model: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+def param_bytes(model: nn.Module, step: Callable[[], None]) -> int:
+    """Parameters and the optimiser's state (both live through the whole step)."""
+    opt = getattr(step, "optimizer", None)
+    state = [t for s in (opt.state.values() if opt else []) for t in s.values()]
+    tensors = [*model.parameters(), *(t for t in state if isinstance(t, torch.Tensor))]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _subnormal(t: torch.Tensor) -> tuple[int, int]:
@@ -237,7 +266,8 @@ def subnormal_shares(step: Callable[[], None]) -> tuple[float, float]:
             before[0], before[1] = before[0] + sub, before[1] + n
             return stages.responsibilities(slab, scale, s0, s1)
 
-        return dataclasses.replace(stages, responsibilities=responsibilities)
+        # the Python block loop (same stages), so that the count sees every block's input
+        return dataclasses.replace(stages, responsibilities=responsibilities, backward_blocks=None)
 
     gmm_function.pick_stages = counting
     try:
@@ -281,6 +311,12 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="adam",
+        help="optimiser stepped in every variant's training step (default: the presets' Adam)",
+    )
     ap.add_argument("--no-two-mm", action="store_true", help="skip the plain-autograd variant")
     ap.add_argument(
         "--breakdown",
@@ -315,14 +351,17 @@ def main() -> None:
         f"batch {args.batch}, input {args.in_features}, states {args.states}, "
         f"GMM({args.dim}, {args.components}), device {device}; {load()}"
     )
-    steps = {}
+    steps, fwd_bwd = {}, {}
     for name, model, batch in variants:
         if name == "gemms":
             steps[name] = make_gemm_step(batch, args.states, args.dim, args.components, device)
         elif name == "bottleneck":
             steps[name] = make_linear_step(batch, args.in_features, args.dim, device)
         else:
-            steps[name] = make_step(model, batch, args.in_features, args.states, device)
+            fwd_bwd[name] = []
+            steps[name] = make_step(
+                model, batch, args.in_features, args.states, device, args.optimizer, fwd_bwd[name]
+            )
     repeats = {
         name: args.repeats if name != "naive" else max(3, args.repeats // 5) for name in steps
     }
@@ -335,32 +374,51 @@ def main() -> None:
         f"{100 * after:.4f} % of all matrix-product inputs of a gmm step after it"
     )
     medians = time_interleaved(steps, repeats, device)
+    # forward + backward alone (the optimiser's step excluded), from the same timed steps
+    fb = {n: statistics.median(ts[-repeats[n] :]) for n, ts in fwd_bwd.items() if ts}
+    fb.update({n: medians[n] for n in ("gemms", "bottleneck") if n in medians})
     rows = [
         (
             name,
             batch,
             medians[name],
-            peak_step_bytes(steps[name], device) + param_bytes(model) if model else None,
+            peak_step_bytes(steps[name], device) + param_bytes(model, steps[name])
+            if model
+            else None,
         )
         for name, model, batch in variants
     ]
     base_t, base_m = rows[0][2], rows[0][3]
-    print(f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'peak MiB':>9} {'x mem':>6}")
+    base_fb = fb.get("softmax")
+    print(
+        f"training step = forward + backward + {args.optimizer} step; peak memory includes the "
+        "parameters and the optimiser's state"
+    )
+    print(
+        f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'fwd+bwd ms':>10} "
+        f"{'x':>5} {'peak MiB':>9} {'x mem':>6}"
+    )
     for name, batch, t, peak in rows:
         note = (
             ""
             if batch == args.batch
             else f"   (batch {batch}; ~{t * args.batch / batch * 1e3:.0f} ms at {args.batch})"
         )
+        step_t = f"{t * 1e3:>9.1f} {t / base_t:>7.2f}" if name in fwd_bwd else f"{'-':>9} {'-':>7}"
+        fb_t = (
+            f"{fb[name] * 1e3:>10.1f} {fb[name] / base_fb:>5.2f}"
+            if name in fb and base_fb
+            else f"{'-':>10} {'-':>5}"
+        )
         mem = f"{peak / 2**20:>9.1f} {peak / base_m:>6.2f}" if peak else f"{'-':>9} {'-':>6}"
-        print(f"{name:<10} {batch:>5} {t * 1e3:>9.1f} {t / base_t:>7.2f} {mem}{note}")
-    if args.breakdown:
-        rest = medians["gmm"] - medians["gemms"] - medians["bottleneck"]
+        print(f"{name:<10} {batch:>5} {step_t} {fb_t} {mem}{note}")
+    if args.breakdown and base_fb:
+        rest = fb["gmm"] - fb["gemms"] - fb["bottleneck"]
         print(
-            f"gmm step = products {medians['gemms'] * 1e3:.1f} ms ({medians['gemms'] / base_t:.2f}x "
-            f"softmax) + bottleneck {medians['bottleneck'] * 1e3:.1f} ms "
-            f"({medians['bottleneck'] / base_t:.2f}x) + element-wise stages and overhead "
-            f"{rest * 1e3:.1f} ms ({rest / base_t:.2f}x)"
+            f"gmm forward + backward = products {fb['gemms'] * 1e3:.1f} ms "
+            f"({fb['gemms'] / base_fb:.2f}x softmax's) + bottleneck {fb['bottleneck'] * 1e3:.1f} "
+            f"ms ({fb['bottleneck'] / base_fb:.2f}x) + element-wise stages and overhead "
+            f"{rest * 1e3:.1f} ms ({rest / base_fb:.2f}x)"
         )
     print(load())
 
