@@ -1,4 +1,4 @@
-"""GMM layer vs the softmax layer it replaces: forward + backward time and peak memory, one core.
+"""GMM layer vs the softmax layer it replaces: training-step time and peak memory, one core.
 
 Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 states, GMM(272, 5)):
   softmax   Linear(2560, 2432) + softmax CE (the DNN's output layer)
@@ -11,11 +11,15 @@ Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 sta
   bottleneck only the Linear(2560, 272) forward + backward
             (gemms and bottleneck with --breakdown: gmm - gemms - bottleneck = the element-wise
             stages and Python overhead)
-Every variant back-propagates into its input, as it would as the last layer of a deep network.
-Steps are timed round-robin (median) so that load from other processes hits every variant alike.
-Peak memory is the largest amount of live tensor storage during one step (from the profiler's
-allocation records on CPU, the caching allocator's peak on CUDA), parameters included; grads are
-set to None before the step so they count.
+A step is what training does: grads set to None (as Lightning does), forward, CE, backward into
+the input (as the last layer of a deep network) and the optimiser's step (``--optimizer``: the
+presets' Adam, lr 1e-3, by default). The forward + backward part of the same steps is timed too
+and printed beside it. Steps are timed round-robin (median of ``--repeats``) so that load from
+other processes hits every variant alike, in wall time and in the process's CPU time (which
+leaves out the time the scheduler gives to other processes on a shared machine). Peak memory is the largest amount of live tensor
+storage during one step (from the profiler's allocation records on CPU, the caching allocator's
+peak on CUDA) plus the parameters and the optimiser's state; grads are set to None before the
+step so they count.
 
 It prints the CPU model, threads, BLAS, the load average before and after, and the share of
 subnormal (denormal) floats among the responsibilities before the layer flushes them and among
@@ -97,10 +101,11 @@ def make_step(
     states: int,
     device: torch.device,
     optimizer: str,
-    fwd_bwd: list[float],
+    fwd_bwd: dict[str, list[float]],
 ) -> Callable[[], None]:
     """One training step: zero grads (set to None, as Lightning does), forward, CE, backward into
-    the input and the optimiser's step. The forward + backward part's time goes to ``fwd_bwd``."""
+    the input and the optimiser's step. The forward + backward part's wall and CPU times go to
+    ``fwd_bwd["wall"]`` and ``fwd_bwd["cpu"]``."""
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(batch, in_features, generator=gen).to(device).requires_grad_()
     y = torch.randint(0, states, (batch,), generator=gen).to(device)
@@ -109,7 +114,7 @@ def make_step(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         h.grad = None
         loss = F.cross_entropy(model(h), y)
@@ -117,7 +122,8 @@ def make_step(
             loss = loss + model.prior.loss(y)
         loss.backward()
         sync()
-        fwd_bwd.append(time.perf_counter() - t0)
+        fwd_bwd["wall"].append(time.perf_counter() - t0)
+        fwd_bwd["cpu"].append(time.process_time() - c0)
         if opt is not None:
             opt.step()
 
@@ -173,22 +179,28 @@ def time_interleaved(
     repeats: dict[str, int],
     device: torch.device,
     warmup: int = 2,
-) -> dict[str, float]:
-    """Median seconds per step, variants timed round-robin so a shared machine's load hits all alike."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds per step, variants timed round-robin so that a shared machine's
+    load hits all alike. CPU time (of this process) leaves out the time the scheduler gives to
+    other processes, which on a loaded machine is most of the wall time's noise; it still carries
+    their cache and memory-bandwidth contention."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for step in steps.values():
         for _ in range(warmup):
             step()
     sync()
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(max(repeats.values())):
         for name, step in steps.items():
             if r < repeats[name]:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 step()
                 sync()
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+                cpu[name].append(time.process_time() - c0)
+    med = statistics.median
+    return {n: med(ts) for n, ts in times.items()}, {n: med(ts) for n, ts in cpu.items()}
 
 
 def peak_step_bytes_cuda(step: Callable[[], None]) -> int:
@@ -358,7 +370,7 @@ def main() -> None:
         elif name == "bottleneck":
             steps[name] = make_linear_step(batch, args.in_features, args.dim, device)
         else:
-            fwd_bwd[name] = []
+            fwd_bwd[name] = {"wall": [], "cpu": []}
             steps[name] = make_step(
                 model, batch, args.in_features, args.states, device, args.optimizer, fwd_bwd[name]
             )
@@ -373,10 +385,13 @@ def main() -> None:
         f"subnormal floats: {100 * before:.2f} % of the responsibilities before the flush; "
         f"{100 * after:.4f} % of all matrix-product inputs of a gmm step after it"
     )
-    medians = time_interleaved(steps, repeats, device)
+    medians, cpu_medians = time_interleaved(steps, repeats, device)
     # forward + backward alone (the optimiser's step excluded), from the same timed steps
-    fb = {n: statistics.median(ts[-repeats[n] :]) for n, ts in fwd_bwd.items() if ts}
-    fb.update({n: medians[n] for n in ("gemms", "bottleneck") if n in medians})
+    fb = {n: statistics.median(ts["wall"][-repeats[n] :]) for n, ts in fwd_bwd.items()}
+    fb_cpu = {n: statistics.median(ts["cpu"][-repeats[n] :]) for n, ts in fwd_bwd.items()}
+    for n in ("gemms", "bottleneck"):
+        if n in medians:
+            fb[n], fb_cpu[n] = medians[n], cpu_medians[n]
     rows = [
         (
             name,
@@ -389,14 +404,15 @@ def main() -> None:
         for name, model, batch in variants
     ]
     base_t, base_m = rows[0][2], rows[0][3]
-    base_fb = fb.get("softmax")
+    base_fb, base_cpu, base_fb_cpu = fb.get("softmax"), cpu_medians["softmax"], fb_cpu["softmax"]
     print(
         f"training step = forward + backward + {args.optimizer} step; peak memory includes the "
-        "parameters and the optimiser's state"
+        "parameters and the optimiser's state; x = ratio to softmax of the wall-time median, "
+        "cpu x = of the CPU-time median"
     )
     print(
-        f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'fwd+bwd ms':>10} "
-        f"{'x':>5} {'peak MiB':>9} {'x mem':>6}"
+        f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'cpu x':>6} "
+        f"{'fwd+bwd ms':>10} {'x':>5} {'cpu x':>6} {'peak MiB':>9} {'x mem':>6}"
     )
     for name, batch, t, peak in rows:
         note = (
@@ -404,15 +420,19 @@ def main() -> None:
             if batch == args.batch
             else f"   (batch {batch}; ~{t * args.batch / batch * 1e3:.0f} ms at {args.batch})"
         )
-        step_t = f"{t * 1e3:>9.1f} {t / base_t:>7.2f}" if name in fwd_bwd else f"{'-':>9} {'-':>7}"
+        step_t = (
+            f"{t * 1e3:>9.1f} {t / base_t:>7.2f} {cpu_medians[name] / base_cpu:>6.2f}"
+            if name in fwd_bwd
+            else f"{'-':>9} {'-':>7} {'-':>6}"
+        )
         fb_t = (
-            f"{fb[name] * 1e3:>10.1f} {fb[name] / base_fb:>5.2f}"
-            if name in fb and base_fb
-            else f"{'-':>10} {'-':>5}"
+            f"{fb[name] * 1e3:>10.1f} {fb[name] / base_fb:>5.2f} {fb_cpu[name] / base_fb_cpu:>6.2f}"
+            if name in fb
+            else f"{'-':>10} {'-':>5} {'-':>6}"
         )
         mem = f"{peak / 2**20:>9.1f} {peak / base_m:>6.2f}" if peak else f"{'-':>9} {'-':>6}"
         print(f"{name:<10} {batch:>5} {step_t} {fb_t} {mem}{note}")
-    if args.breakdown and base_fb:
+    if args.breakdown:
         rest = fb["gmm"] - fb["gemms"] - fb["bottleneck"]
         print(
             f"gmm forward + backward = products {fb['gemms'] * 1e3:.1f} ms "
