@@ -1,4 +1,4 @@
-"""GMM layer vs the softmax layer it replaces: forward + backward time and peak memory, one core.
+"""GMM layer vs the softmax layer it replaces: training-step time and peak memory, one core.
 
 Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 states, GMM(272, 5)):
   softmax   Linear(2560, 2432) + softmax CE (the DNN's output layer)
@@ -11,11 +11,15 @@ Compared side by side at the paper's scale (batch 200, 2560-wide input, 2432 sta
   bottleneck only the Linear(2560, 272) forward + backward
             (gemms and bottleneck with --breakdown: gmm - gemms - bottleneck = the element-wise
             stages and Python overhead)
-Every variant back-propagates into its input, as it would as the last layer of a deep network.
-Steps are timed round-robin (median) so that load from other processes hits every variant alike.
-Peak memory is the largest amount of live tensor storage during one step (from the profiler's
-allocation records on CPU, the caching allocator's peak on CUDA), parameters included; grads are
-set to None before the step so they count.
+A step is what training does: grads set to None (as Lightning does), forward, CE, backward into
+the input (as the last layer of a deep network) and the optimiser's step (``--optimizer``: the
+presets' Adam, lr 1e-3, by default). The forward + backward part of the same steps is timed too
+and printed beside it. Steps are timed round-robin (median of ``--repeats``) so that load from
+other processes hits every variant alike, in wall time and in the process's CPU time (which
+leaves out the time the scheduler gives to other processes on a shared machine). Peak memory is the largest amount of live tensor
+storage during one step (from the profiler's allocation records on CPU, the caching allocator's
+peak on CUDA) plus the parameters and the optimiser's state; grads are set to None before the
+step so they count.
 
 It prints the CPU model, threads, BLAS, the load average before and after, and the share of
 subnormal (denormal) floats among the responsibilities before the layer flushes them and among
@@ -89,21 +93,48 @@ class GMMHead(nn.Module):
         return self.prior() - nll
 
 
+OPTIMIZERS = {
+    # the deep_gmm presets' optimiser (conf/module/deep_gmm/frame_classifier.yaml): Adam, lr 1e-3
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-3),
+    "sgd": lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
+    "none": None,
+}
+
+
 def make_step(
-    model: nn.Module, batch: int, in_features: int, states: int, device: torch.device
+    model: nn.Module,
+    batch: int,
+    in_features: int,
+    states: int,
+    device: torch.device,
+    optimizer: str,
+    fwd_bwd: dict[str, list[float]],
 ) -> Callable[[], None]:
+    """One training step: zero grads (set to None, as Lightning does), forward, CE, backward into
+    the input and the optimiser's step. The forward + backward part's wall and CPU times go to
+    ``fwd_bwd["wall"]`` and ``fwd_bwd["cpu"]``."""
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(batch, in_features, generator=gen).to(device).requires_grad_()
     y = torch.randint(0, states, (batch,), generator=gen).to(device)
+    make_opt = OPTIMIZERS[optimizer]
+    opt = make_opt(list(model.parameters())) if make_opt else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
+        t0, c0 = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         h.grad = None
         loss = F.cross_entropy(model(h), y)
         if isinstance(model, GMMHead):
             loss = loss + model.prior.loss(y)
         loss.backward()
+        sync()
+        fwd_bwd["wall"].append(time.perf_counter() - t0)
+        fwd_bwd["cpu"].append(time.process_time() - c0)
+        if opt is not None:
+            opt.step()
 
+    step.optimizer = opt  # type: ignore[attr-defined]
     return step
 
 
@@ -155,22 +186,28 @@ def time_interleaved(
     repeats: dict[str, int],
     device: torch.device,
     warmup: int = 2,
-) -> dict[str, float]:
-    """Median seconds per step, variants timed round-robin so a shared machine's load hits all alike."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds per step, variants timed round-robin so that a shared machine's
+    load hits all alike. CPU time (of this process) leaves out the time the scheduler gives to
+    other processes, which on a loaded machine is most of the wall time's noise; it still carries
+    their cache and memory-bandwidth contention."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for step in steps.values():
         for _ in range(warmup):
             step()
     sync()
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(max(repeats.values())):
         for name, step in steps.items():
             if r < repeats[name]:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 step()
                 sync()
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+                cpu[name].append(time.process_time() - c0)
+    med = statistics.median
+    return {n: med(ts) for n, ts in times.items()}, {n: med(ts) for n, ts in cpu.items()}
 
 
 def peak_step_bytes_cuda(step: Callable[[], None]) -> int:
@@ -205,8 +242,12 @@ def peak_step_bytes(step: Callable[[], None], device: torch.device) -> int:
     return peak
 
 
-def param_bytes(model: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+def param_bytes(model: nn.Module, step: Callable[[], None]) -> int:
+    """Parameters and the optimiser's state (both live through the whole step)."""
+    opt = getattr(step, "optimizer", None)
+    state = [t for s in (opt.state.values() if opt else []) for t in s.values()]
+    tensors = [*model.parameters(), *(t for t in state if isinstance(t, torch.Tensor))]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _subnormal(t: torch.Tensor) -> tuple[int, int]:
@@ -244,7 +285,8 @@ def subnormal_shares(step: Callable[[], None]) -> tuple[float, float]:
             before[0], before[1] = before[0] + sub, before[1] + n
             return stages.responsibilities(slab, scale, s0, s1)
 
-        return dataclasses.replace(stages, responsibilities=responsibilities)
+        # the Python block loop (same stages), so that the count sees every block's input
+        return dataclasses.replace(stages, responsibilities=responsibilities, backward_blocks=None)
 
     gmm_function.pick_stages = counting
     try:
@@ -287,6 +329,12 @@ def main() -> None:
         "--naive-batch", type=int, default=8, help="batch for the broadcast form (0 skips)"
     )
     add_common_args(ap)
+    ap.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default="adam",
+        help="optimiser stepped in every variant's training step (default: the presets' Adam)",
+    )
     ap.add_argument("--no-two-mm", action="store_true", help="skip the plain-autograd variant")
     ap.add_argument(
         "--breakdown",
@@ -319,14 +367,17 @@ def main() -> None:
         f"batch {args.batch}, input {args.in_features}, states {args.states}, "
         f"GMM({args.dim}, {args.components}), device {device}; {load()}"
     )
-    steps = {}
+    steps, fwd_bwd = {}, {}
     for name, model, batch in variants:
         if name == "gemms":
             steps[name] = make_gemm_step(batch, args.states, args.dim, args.components, device)
         elif name == "bottleneck":
             steps[name] = make_linear_step(batch, args.in_features, args.dim, device)
         else:
-            steps[name] = make_step(model, batch, args.in_features, args.states, device)
+            fwd_bwd[name] = {"wall": [], "cpu": []}
+            steps[name] = make_step(
+                model, batch, args.in_features, args.states, device, args.optimizer, fwd_bwd[name]
+            )
     repeats = {
         name: args.repeats if name != "naive" else max(3, args.repeats // 5) for name in steps
     }
@@ -338,33 +389,60 @@ def main() -> None:
         f"subnormal floats: {100 * before:.2f} % of the responsibilities before the flush; "
         f"{100 * after:.4f} % of all matrix-product inputs of a gmm step after it"
     )
-    medians = time_interleaved(steps, repeats, device)
+    medians, cpu_medians = time_interleaved(steps, repeats, device)
+    # forward + backward alone (the optimiser's step excluded), from the same timed steps
+    fb = {n: statistics.median(ts["wall"][-repeats[n] :]) for n, ts in fwd_bwd.items()}
+    fb_cpu = {n: statistics.median(ts["cpu"][-repeats[n] :]) for n, ts in fwd_bwd.items()}
+    for n in ("gemms", "bottleneck"):
+        if n in medians:
+            fb[n], fb_cpu[n] = medians[n], cpu_medians[n]
     rows = [
         (
             name,
             batch,
             medians[name],
-            peak_step_bytes(steps[name], device) + param_bytes(model) if model else None,
+            peak_step_bytes(steps[name], device) + param_bytes(model, steps[name])
+            if model
+            else None,
         )
         for name, model, batch in variants
     ]
     base_t, base_m = rows[0][2], rows[0][3]
-    print(f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'peak MiB':>9} {'x mem':>6}")
+    base_fb, base_cpu, base_fb_cpu = fb.get("softmax"), cpu_medians["softmax"], fb_cpu["softmax"]
+    print(
+        f"training step = forward + backward + {args.optimizer} step; peak memory includes the "
+        "parameters and the optimiser's state; x = ratio to softmax of the wall-time median, "
+        "cpu x = of the CPU-time median"
+    )
+    print(
+        f"{'variant':<10} {'batch':>5} {'ms/step':>9} {'x time':>7} {'cpu x':>6} "
+        f"{'fwd+bwd ms':>10} {'x':>5} {'cpu x':>6} {'peak MiB':>9} {'x mem':>6}"
+    )
     for name, batch, t, peak in rows:
         note = (
             ""
             if batch == args.batch
             else f"   (batch {batch}; ~{t * args.batch / batch * 1e3:.0f} ms at {args.batch})"
         )
+        step_t = (
+            f"{t * 1e3:>9.1f} {t / base_t:>7.2f} {cpu_medians[name] / base_cpu:>6.2f}"
+            if name in fwd_bwd
+            else f"{'-':>9} {'-':>7} {'-':>6}"
+        )
+        fb_t = (
+            f"{fb[name] * 1e3:>10.1f} {fb[name] / base_fb:>5.2f} {fb_cpu[name] / base_fb_cpu:>6.2f}"
+            if name in fb
+            else f"{'-':>10} {'-':>5} {'-':>6}"
+        )
         mem = f"{peak / 2**20:>9.1f} {peak / base_m:>6.2f}" if peak else f"{'-':>9} {'-':>6}"
-        print(f"{name:<10} {batch:>5} {t * 1e3:>9.1f} {t / base_t:>7.2f} {mem}{note}")
+        print(f"{name:<10} {batch:>5} {step_t} {fb_t} {mem}{note}")
     if args.breakdown:
-        rest = medians["gmm"] - medians["gemms"] - medians["bottleneck"]
+        rest = fb["gmm"] - fb["gemms"] - fb["bottleneck"]
         print(
-            f"gmm step = products {medians['gemms'] * 1e3:.1f} ms ({medians['gemms'] / base_t:.2f}x "
-            f"softmax) + bottleneck {medians['bottleneck'] * 1e3:.1f} ms "
-            f"({medians['bottleneck'] / base_t:.2f}x) + element-wise stages and overhead "
-            f"{rest * 1e3:.1f} ms ({rest / base_t:.2f}x)"
+            f"gmm forward + backward = products {fb['gemms'] * 1e3:.1f} ms "
+            f"({fb['gemms'] / base_fb:.2f}x softmax's) + bottleneck {fb['bottleneck'] * 1e3:.1f} "
+            f"ms ({fb['bottleneck'] / base_fb:.2f}x) + element-wise stages and overhead "
+            f"{rest * 1e3:.1f} ms ({rest / base_fb:.2f}x)"
         )
     print(load())
     info = machine_record(device)
@@ -376,6 +454,10 @@ def main() -> None:
         | ({"peak_mib": round(peak / 2**20, 1), "x_mem": round(peak / base_m, 3)} if peak else {})
         for name, _, t, peak in rows
     }
+    for name in figures:
+        if name in fb and base_fb:
+            figures[name]["fwd_bwd_x"] = round(fb[name] / base_fb, 3)
+    figures["optimizer"] = args.optimizer
     figures["subnormal_before_flush"] = before
     figures["projected_study_hours"] = round(study.projected_hours(medians["gmm"]), 2)
     write_record(args.json, "deep_gmm_speed", info, figures)

@@ -27,10 +27,12 @@ def _sleep_step(f: dict) -> str:
 def _gmm(f: dict) -> str:
     g, s = f["gmm"], f["softmax"]
     mem = f" ; memory {g['x_mem']:.2f}x (target <= 2x)" if "x_mem" in g else ""
+    step = f"training step ({f['optimizer']})" if "optimizer" in f else "forward + backward"
+    fwd_bwd = f", forward + backward {g['fwd_bwd_x']:.2f}x" if "fwd_bwd_x" in g else ""
     return (
-        f"GMM layer {g['ms_per_step']:.1f} ms vs Linear + softmax {s['ms_per_step']:.1f} ms = "
-        f"**{g['x_time']:.2f}x** (target <= 1.3x){mem}; subnormal responsibilities before the "
-        f"flush {100 * f['subnormal_before_flush']:.2f} %"
+        f"GMM layer {step} {g['ms_per_step']:.1f} ms vs Linear + softmax {s['ms_per_step']:.1f} "
+        f"ms = **{g['x_time']:.2f}x** (target <= 1.3x){fwd_bwd}{mem}; subnormal "
+        f"responsibilities before the flush {100 * f['subnormal_before_flush']:.2f} %"
     )
 
 

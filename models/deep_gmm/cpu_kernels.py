@@ -138,4 +138,25 @@ def _make_stages(ext: ModuleType) -> GMMStages:
             bool(mask),
         )
 
-    return GMMStages("cpp", prepare, densities, responsibilities, param_grads)
+    def forward_blocks(
+        x2, mu3, lv3, log_w, centre, dens, total, out, weights, chunk, lf, save, sync_free
+    ):
+        return ext.forward_blocks(
+            x2, mu3, lv3, log_w, centre, dens, total, out, weights, chunk,
+            NO_FLOOR if lf is None else lf, save,
+        )  # fmt: skip
+
+    def backward_blocks(
+        dens, scale, xb, mu3, lv3, log_w, centre, weights, save, r_sum, rw, gbuf,
+        grad_mu3, grad_lv3, chunk, lf, floored, sync_free,
+    ):  # fmt: skip
+        ext.backward_blocks(
+            dens, scale, xb, mu3, lv3, log_w, centre, weights, save, r_sum,
+            empty if rw is None else rw, empty if gbuf is None else gbuf,
+            empty if grad_mu3 is None else grad_mu3, empty if grad_lv3 is None else grad_lv3,
+            chunk, NO_FLOOR if lf is None else lf, floored,
+        )  # fmt: skip
+
+    return GMMStages(
+        "cpp", prepare, densities, responsibilities, param_grads, forward_blocks, backward_blocks
+    )

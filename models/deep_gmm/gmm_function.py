@@ -13,11 +13,13 @@ block. Within a block the components are laid out component-major, (g, states), 
 log-sum-exp over g reduces over an outer axis and vectorises along the states (a reduction over
 an innermost axis of 5 does not). Against the previous un-blocked form (six thin matrix products,
 about 15 passes over (S*g, d) and (B, S*g) buffers) this is about 0.1x of a softmax step faster.
+With the C++ stages the two block loops themselves run in C++ (no Python between blocks).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -28,6 +30,11 @@ from .gmm_stages import GMMStages, pick_stages
 __all__ = ["gmm_nll", "naive_gmm_nll", "GMMNegLogLikelihood", "default_chunk_states"]
 
 CPU_CHUNK_ROWS = 1024
+# Keep the (S*g, 2d) weights [mu * prec, prec] from forward to backward (True), or recompute
+# them block by block in the backward into one block's scratch (False, the default): one more
+# exp per parameter instead of writing and re-reading 26 MB at the paper's size, no slower in
+# interleaved A/B runs, and 26 MB less at the peak (docs/deep_gmm.md, "Speed and memory").
+SAVE_WEIGHTS = False
 
 
 def default_chunk_states(states: int, comps: int, device: torch.device) -> int:
@@ -47,13 +54,104 @@ def _block(flat: Tensor, s0: int, s1: int, per_state: int) -> Tensor:
     return flat[s0 * per_state : s1 * per_state]
 
 
+def forward_blocks_py(
+    stages: GMMStages,
+    x2: Tensor,
+    mu3: Tensor,
+    lv3: Tensor,
+    log_w: Tensor,
+    centre: Tensor,
+    dens: Tensor,
+    total: Tensor,
+    out: Tensor,
+    weights: Tensor,
+    chunk: int,
+    log_floor: float | None,
+    save: bool,
+    sync_free: bool,
+) -> list[bool]:
+    """The forward's block loop with any ``stages`` (the C++ build runs the same loop in C++).
+
+    Per block: weights [mu * prec, prec] (into ``weights``, kept block by block when ``save``,
+    else one block's scratch), one matrix product into the block's densities, log-sum-exp.
+    Returns per block whether the variance floor may have clamped a variance."""
+    batch, dim2 = x2.shape
+    states, comps, _ = mu3.shape
+    floored = []
+    for s0, s1 in _blocks(states, chunk):
+        n = s1 - s0
+        w_flat = _block(weights, s0, s1, comps * dim2) if save else weights[: comps * n * dim2]
+        w_block = w_flat.view(comps, n, dim2)
+        const, clamped = stages.prepare(
+            mu3, lv3, log_w, w_block, s0, s1, log_floor, centre, sync_free
+        )
+        floored.append(clamped)
+        comp = _block(dens, s0, s1, batch * comps).view(batch, comps * n)
+        torch.mm(x2, w_block.view(comps * n, dim2).t(), out=comp)
+        stages.densities(comp.view(batch, comps, n), const, total, out, s0, s1)
+    return floored
+
+
+def backward_blocks_py(
+    stages: GMMStages,
+    dens: Tensor,
+    scale: Tensor,
+    xb: Tensor,
+    mu3: Tensor,
+    lv3: Tensor,
+    log_w: Tensor,
+    centre: Tensor,
+    weights: Tensor,
+    save: bool,
+    r_sum: Tensor,
+    rw: Tensor | None,
+    gbuf: Tensor | None,
+    grad_mu3: Tensor | None,
+    grad_lv3: Tensor | None,
+    chunk: int,
+    log_floor: float | None,
+    floored: list[bool],
+    sync_free: bool,
+) -> None:
+    """The backward's block loop with any ``stages``: responsibilities (in place in ``dens``),
+    their sums into ``r_sum`` (g, S), ``rw += r @ W`` and the parameter gradients of Eq. 2.
+    Without ``save``, each block's weights are recomputed into the ``weights`` scratch."""
+    batch, dim2 = xb.shape
+    states, comps, _ = mu3.shape
+    # Last block first: forward wrote it last, so its densities are likeliest to be still in
+    # cache (the GMM layer is the network's last, its backward runs first).
+    for block, (s0, s1) in reversed(list(enumerate(_blocks(states, chunk)))):
+        n = s1 - s0
+        slab = _block(dens, s0, s1, batch * comps).view(batch, comps, n)
+        r_b = stages.responsibilities(slab, scale, s0, s1)  # (g, n); slab is now r
+        r_sum[:, s0:s1] = r_b
+        if rw is None and gbuf is None:
+            continue
+        r = slab.view(batch, comps * n)
+        w_flat = _block(weights, s0, s1, comps * dim2) if save else weights[: comps * n * dim2]
+        w_block = w_flat.view(comps, n, dim2)
+        if not save:
+            stages.prepare(mu3, lv3, log_w, w_block, s0, s1, log_floor, centre, sync_free)
+        if rw is not None:
+            rw.addmm_(r, w_block.view(comps * n, dim2))
+        if gbuf is None:
+            continue
+        g_block = gbuf[: comps * n * dim2].view(comps, n, dim2)
+        torch.mm(r.t(), xb, out=g_block.view(comps * n, dim2))
+        stages.param_grads(
+            g_block, mu3, lv3, w_block, r_b, grad_mu3, grad_lv3, s0, s1,
+            log_floor, floored[block], centre,
+        )  # fmt: skip
+
+
 class GMMNegLogLikelihood(torch.autograd.Function):
     """L(x, s) = -log sum_i w_si N(x; mu_si, exp(lv_si)) for all states s at once.
 
-    Memory: forward saves the (B, S*g) scaled densities, the (B, S) totals and the (S*g, 2d)
-    weights [mu * prec, prec] of its matrix product, so backward repeats no element-wise work on
-    the parameters; it writes the mean / log-variance gradients straight into their outputs.
-    The element-wise work around the matrix products is done by ``stages`` (``gmm_stages``).
+    Memory: forward saves the (B, S*g) scaled densities and the (B, S) totals; with
+    ``SAVE_WEIGHTS`` also the (S*g, 2d) weights [mu * prec, prec] of its matrix product, else
+    backward recomputes them block by block into one block's scratch (see ``SAVE_WEIGHTS``).
+    Backward writes the mean / log-variance gradients straight into their outputs. The block
+    loops run in C++ with the C++ stages, in Python (``forward_blocks_py``) otherwise.
     """
 
     @staticmethod
@@ -72,7 +170,6 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         batch, dim = x.shape
         states, comps = weight_logits.shape
         mu3, lv3 = mu.view(states, comps, dim), log_var.view(states, comps, dim)
-        floored: list[bool] = []
         # Expand about the batch mean of x, not about 0: the expanded form's rounding error is
         # eps * sum (x - c)^2 / var, which is 4 nats at an offset of 20 and a variance of 1e-3
         # when c = 0 and stays at the direct form's level when c sits in the data.
@@ -83,20 +180,20 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         # Densities are stored block by block, each block a contiguous (B, g, n) slab.
         dens = x.new_empty(batch * states * comps)
         total, out = x.new_empty(batch, states), x.new_empty(batch, states)
-        weights = x.new_empty(states * comps * 2 * dim)  # block by block, each (g, n, 2d)
-        for s0, s1 in _blocks(states, chunk):
-            n = s1 - s0
-            w_block = _block(weights, s0, s1, comps * 2 * dim).view(comps, n, 2 * dim)
-            const, clamped = stages.prepare(
-                mu3, lv3, log_w, w_block, s0, s1, log_floor, centre, sync_free
-            )
-            floored.append(clamped)
-            comp = _block(dens, s0, s1, batch * comps).view(batch, comps * n)
-            torch.mm(x2, w_block.view(comps * n, 2 * dim).t(), out=comp)
-            stages.densities(comp.view(batch, comps, n), const, total, out, s0, s1)
-        ctx.save_for_backward(xc, centre, mu, log_var, weight_logits, dens, total, weights)
-        ctx.log_floor, ctx.floored, ctx.chunk = log_floor, floored, chunk
+        save = SAVE_WEIGHTS
+        blocks_kept = states if save else min(chunk, states)
+        weights = x.new_empty(blocks_kept * comps * 2 * dim)  # block by block, each (g, n, 2d)
+        run = stages.forward_blocks or partial(forward_blocks_py, stages)
+        floored = run(
+            x2, mu3, lv3, log_w, centre, dens, total, out, weights, chunk, log_floor, save,
+            sync_free,
+        )  # fmt: skip
+        ctx.save_for_backward(
+            xc, centre, mu, log_var, weight_logits, dens, total, weights if save else None
+        )
+        ctx.log_floor, ctx.floored, ctx.chunk, ctx.save = log_floor, floored, chunk, save
         ctx.reuse_buffers, ctx.used, ctx.stages = reuse_buffers, False, stages
+        ctx.sync_free = sync_free
         return out
 
     @staticmethod
@@ -125,29 +222,16 @@ class GMMNegLogLikelihood(torch.autograd.Function):
         grad_lv = torch.empty_like(lv3) if need_lv else None
         r_sum = x.new_empty(comps, states)
         rw = x.new_zeros(batch, 2 * dim) if need_x else None
-        n_max = min(ctx.chunk, states)
-        gbuf = x.new_empty(comps * n_max * 2 * dim) if need_params else None
-        # Last block first: forward wrote it last, so its densities and weights are likeliest
-        # to be still in cache (the GMM layer is the network's last, its backward runs first).
-        for block, (s0, s1) in reversed(list(enumerate(_blocks(states, ctx.chunk)))):
-            n = s1 - s0
-            slab = _block(dens, s0, s1, batch * comps).view(batch, comps, n)
-            r_b = stages.responsibilities(slab, scale, s0, s1)  # (g, n); slab is now r
-            r_sum[:, s0:s1] = r_b
-            if not (need_x or need_params):
-                continue
-            r = slab.view(batch, comps * n)
-            w_block = _block(weights, s0, s1, comps * 2 * dim).view(comps, n, 2 * dim)
-            if need_x:
-                rw.addmm_(r, w_block.view(comps * n, 2 * dim))
-            if not need_params:
-                continue
-            g_block = gbuf[: comps * n * 2 * dim].view(comps, n, 2 * dim)
-            torch.mm(r.t(), xb, out=g_block.view(comps * n, 2 * dim))
-            stages.param_grads(
-                g_block, mu3, lv3, w_block, r_b, grad_mu, grad_lv, s0, s1,
-                ctx.log_floor, ctx.floored[block], centre,
-            )  # fmt: skip
+        block_elems = comps * min(ctx.chunk, states) * 2 * dim
+        gbuf = x.new_empty(block_elems) if need_params else None
+        log_w = torch.log_softmax(weight_logits, dim=-1).t()
+        if not ctx.save:
+            weights = x.new_empty(block_elems)  # one block's scratch, recomputed per block
+        run = stages.backward_blocks or partial(backward_blocks_py, stages)
+        run(
+            dens, scale, xb, mu3, lv3, log_w, centre, weights, ctx.save, r_sum, rw, gbuf,
+            grad_mu, grad_lv, ctx.chunk, ctx.log_floor, ctx.floored, ctx.sync_free,
+        )  # fmt: skip
         grad_x = torch.addcmul(rw[:, :dim].neg(), x, rw[:, dim:]) if need_x else None
         grad_w = None
         if need_w:

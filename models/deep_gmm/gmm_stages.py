@@ -7,8 +7,9 @@ signature and the same maths:
 - ``EAGER``: in-place torch ops; runs on every device and dtype. Each op is one pass over the
   block, so a stage reads the block three to six times.
 - the C++ build (``models.deep_gmm.cpu_kernels``): one vectorised pass per stage, float32 on
-  CPU, compiled on first use. At the paper's size it takes a training step from 1.51-1.59x to
-  1.36-1.44x of a softmax layer's (one thread; ``benchmarks/deep_gmm_speed.py``).
+  CPU, compiled on first use, plus C++ drivers for the two block loops. At the paper's size it
+  takes a forward + backward from 1.51-1.59x to 1.36-1.44x of a softmax layer's (one thread,
+  session 3; ``benchmarks/deep_gmm_speed.py`` and docs/deep_gmm.md for today's figures).
 
 A block holds states [s0, s1) component-major: parameter rows (g, n, d), densities (batch, g, n),
 so the log-sum-exp over the g components reduces over an outer axis and vectorises along states.
@@ -50,6 +51,11 @@ class GMMStages:
     # (g_block (g, n, 2d) = [-r^T x, r^T x^2] of the centred x, mu3, lv3, w_block, r_b, grad_mu3 |
     # None, grad_lv3 | None, s0, s1, log_floor, mask, centre): writes the block's Eq. 2 gradients.
     param_grads: Callable[..., None]
+    # Optional drivers that run a whole block loop themselves (the C++ build: no Python between
+    # blocks); None: gmm_function's Python loops call the four stages above. Same signatures as
+    # gmm_function.forward_blocks_py / backward_blocks_py without their first argument.
+    forward_blocks: Callable[..., list[bool]] | None = None
+    backward_blocks: Callable[..., None] | None = None
 
 
 def _prepare_eager(

@@ -3,6 +3,7 @@ reference, on shapes that hit the vector loops and their scalar tails; and the f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -10,7 +11,14 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from models.deep_gmm import GMMLayer, cpu_kernels, gmm_nll, gmm_stages, naive_gmm_nll
+from models.deep_gmm import (
+    GMMLayer,
+    cpu_kernels,
+    gmm_function,
+    gmm_nll,
+    gmm_stages,
+    naive_gmm_nll,
+)
 
 
 def _params(b, s, g, d, seed=0, lv_scale=0.3):
@@ -220,3 +228,26 @@ def test_sync_free_path_reads_nothing_back(floor):
     with _MatmulInputs() as seen:
         gmm_nll(*args, var_floor=0.8, kernels="eager", sync_free=False)
     assert seen.syncs > 0  # the CPU path does read the floor check back (cheap there)
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_cpp_block_loops_match_the_python_loops_and_naive(built, save, monkeypatch):
+    """The C++ drivers run the same block loops as gmm_function's Python ones (same stages), with
+    the weights kept for the backward or recomputed there; a ragged last block and a floor."""
+    monkeypatch.setattr(gmm_function, "SAVE_WEIGHTS", save)
+    args = _params(7, 23, 3, 24, seed=5, lv_scale=1.0)
+    grad_out = torch.randn(7, 23)
+    python_loops = dataclasses.replace(built, forward_blocks=None, backward_blocks=None)
+    results = []
+    for stages in (built, python_loops):
+        monkeypatch.setattr(gmm_function, "pick_stages", lambda *a, _s=stages: _s)
+        out = gmm_nll(*args, var_floor=0.8, chunk_states=5)
+        results.append((out, torch.autograd.grad((out * grad_out).sum(), args)))
+    (out_c, grads_c), (out_p, grads_p) = results
+    torch.testing.assert_close(out_c, out_p, rtol=0, atol=0)
+    for u, v in zip(grads_c, grads_p):
+        torch.testing.assert_close(u, v, rtol=1e-6, atol=1e-7)
+    ref = naive_gmm_nll(*args, var_floor=0.8)
+    torch.testing.assert_close(out_c, ref, rtol=1e-5, atol=1e-4)
+    for u, v in zip(grads_c, torch.autograd.grad((ref * grad_out).sum(), args)):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)

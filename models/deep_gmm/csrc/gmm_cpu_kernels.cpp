@@ -1,10 +1,14 @@
 // Fused element-wise stages of the GMM layer on CPU (see models/deep_gmm/cpu_kernels.py).
 //
-// The layer's three matrix products run in torch; around them, each stage below makes one pass
-// over a block of states where the eager torch ops make three to six, and uses ATen's vectorised
-// exp / log. All tensors are float32. Means enter relative to the expansion centre c (the batch
-// mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form exact far from 0. A block holds states [s0, s0 + n) component-major: row
-// (i, j) of a block is component i of state s0 + j; parameters are (S, g, d) contiguous.
+// The layer's three matrix products run in torch (at::mm_out, MKL); around them, each stage below
+// makes one pass over a block of states where the eager torch ops make three to six, and uses
+// ATen's vectorised exp_u20 (a degree-5 polynomial instead of SLEEF's u10 exp: ~1e-6 relative
+// error, far inside what the float64 tests allow; it returns 0, not a subnormal, below
+// log(FLT_MIN)) and log. forward_blocks / backward_blocks run the whole block loops, so no
+// Python runs between blocks. All tensors are float32. Means enter relative to the expansion
+// centre c (the batch mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form
+// exact far from 0. A block holds states [s0, s0 + n) component-major: row (i, j) of a block is
+// component i of state s0 + j; parameters are (S, g, d) contiguous.
 // The loops run on torch's intra-op threads (at::parallel_for; inline when there is one thread).
 
 #include <torch/extension.h>
@@ -14,6 +18,11 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <vector>
+#include <cstdint>
+#if defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
@@ -62,7 +71,7 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
         Vec nl = Vec(0.f) - Vec::loadu(l + k);
         acc_mx = at::vec::maximum(acc_mx, nl);
         nl = at::vec::minimum(nl, capv);
-        const Vec p = nl.exp();
+        const Vec p = nl.exp_u20();
         const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
         const Vec a = mv * p;
         p.store(pr + k);
@@ -117,7 +126,7 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
         for (int64_t i = 1; i < g; ++i) pk = at::vec::maximum(pk, Vec::loadu(cb + i * n + j));
         Vec tt(0.f);
         for (int64_t i = 0; i < g; ++i) {
-          const Vec e = (Vec::loadu(cb + i * n + j) - pk).exp();
+          const Vec e = (Vec::loadu(cb + i * n + j) - pk).exp_u20();
           e.store(cb + i * n + j);
           tt = tt + e;
         }
@@ -203,6 +212,12 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
   float* gl = need_lv ? glv3.data_ptr<float>() : nullptr;
   const float lf = static_cast<float>(log_floor);
   const Vec half(0.5f), lfv(lf), zero(0.f);
+  // The gradients are written once and read only by the optimiser, after the whole layer: stream
+  // them past the cache (no read-for-ownership of 2 x 13 MB at the paper's size) when aligned.
+#if defined(CPU_CAPABILITY_AVX2)
+  auto aligned = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % 32 == 0; };
+  const bool stream = d % W == 0 && (!need_mu || aligned(gm)) && (!need_lv || aligned(gl));
+#endif
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t i = rr / n, j = rr % n;
@@ -221,13 +236,22 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
         const Vec av = Vec::loadu(a + k), pv = Vec::loadu(pr + k);
         const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
         const Vec t = at::vec::fmadd(Rv, mv, av);  // R mu - r^T x
-        if (need_mu) (t * pv).store(om + k);
+        Vec vm, vl;
+        if (need_mu) vm = t * pv;
         if (need_lv) {
           const Vec s = at::vec::fmadd(mv, av + t, Vec::loadu(q + k));  // sum r (x - mu)^2
-          Vec v = hR - half * s * pv;
-          if (mask) v = Vec::blendv(v, zero, Vec::loadu(l + k) < lfv);
-          v.store(ol + k);
+          vl = hR - half * s * pv;
+          if (mask) vl = Vec::blendv(vl, zero, Vec::loadu(l + k) < lfv);
         }
+#if defined(CPU_CAPABILITY_AVX2)
+        if (stream) {
+          if (need_mu) _mm256_stream_ps(om + k, vm);
+          if (need_lv) _mm256_stream_ps(ol + k, vl);
+          continue;
+        }
+#endif
+        if (need_mu) vm.store(om + k);
+        if (need_lv) vl.store(ol + k);
       }
       for (; k < d; ++k) {
         const float mc = m[k] - cen[k];
@@ -240,7 +264,73 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
         }
       }
     }
+#if defined(CPU_CAPABILITY_AVX2)
+    if (stream) _mm_sfence();  // streamed stores visible before the optimiser reads them
+#endif
   });
+}
+
+
+// The forward's block loop (gmm_function.forward_blocks_py in C++, no Python between blocks):
+// per block of states, weights into ``weights`` (kept block by block when ``save``, else one
+// block's scratch), comp = x2 @ W^T into the block's densities, log-sum-exp. Returns per block
+// whether the variance floor may have clamped a variance.
+std::vector<bool> forward_blocks(torch::Tensor x2, torch::Tensor mu3, torch::Tensor lv3,
+                                 torch::Tensor log_w, torch::Tensor centre, torch::Tensor dens,
+                                 torch::Tensor total, torch::Tensor out, torch::Tensor weights,
+                                 int64_t chunk, double log_floor, bool save) {
+  check(x2, "x2"), check(dens, "dens"), check(weights, "weights");
+  const int64_t B = x2.size(0), d2 = x2.size(1);
+  const int64_t S = mu3.size(0), g = mu3.size(1);
+  std::vector<bool> floored;
+  for (int64_t s0 = 0; s0 < S; s0 += chunk) {
+    const int64_t n = std::min(chunk, S - s0);
+    auto w_block = weights.narrow(0, save ? s0 * g * d2 : 0, g * n * d2).view({g, n, d2});
+    auto cst = at::empty({g, n}, x2.options());
+    floored.push_back(prepare(mu3, lv3, log_w, w_block, cst, centre, s0, n, log_floor));
+    auto comp = dens.narrow(0, s0 * B * g, B * g * n).view({B, g * n});
+    at::mm_out(comp, x2, w_block.view({g * n, d2}).t());
+    densities(comp.view({B, g, n}), cst, total, out, s0);
+  }
+  return floored;
+}
+
+// The backward's block loop (gmm_function.backward_blocks_py in C++), last block first:
+// responsibilities in place in ``dens``, their sums into r_sum (g, S), rw += r @ W (if rw is
+// not empty), the parameter gradients through gbuf (if gbuf is not empty). Without ``save``,
+// each block's weights are recomputed into the ``weights`` scratch first.
+void backward_blocks(torch::Tensor dens, torch::Tensor scale, torch::Tensor xb, torch::Tensor mu3,
+                     torch::Tensor lv3, torch::Tensor log_w, torch::Tensor centre,
+                     torch::Tensor weights, bool save, torch::Tensor r_sum, torch::Tensor rw,
+                     torch::Tensor gbuf, torch::Tensor gmu3, torch::Tensor glv3, int64_t chunk,
+                     double log_floor, std::vector<bool> floored) {
+  check(dens, "dens"), check(xb, "xb"), check(weights, "weights"), check(r_sum, "r_sum");
+  const int64_t B = xb.size(0), d2 = xb.size(1);
+  const int64_t S = mu3.size(0), g = mu3.size(1);
+  const int64_t nblocks = (S + chunk - 1) / chunk;
+  TORCH_CHECK(static_cast<int64_t>(floored.size()) == nblocks,
+              "gmm_cpu_kernels: one floored flag per block");
+  const bool need_x = rw.numel() > 0, need_params = gbuf.numel() > 0;
+  for (int64_t blk = nblocks - 1; blk >= 0; --blk) {
+    const int64_t s0 = blk * chunk, n = std::min(chunk, S - s0);
+    auto slab = dens.narrow(0, s0 * B * g, B * g * n).view({B, g, n});
+    auto r_b = at::empty({g, n}, xb.options());
+    responsibilities(slab, scale, r_b, s0);
+    r_sum.narrow(1, s0, n).copy_(r_b);
+    if (!need_x && !need_params) continue;
+    auto r = slab.view({B, g * n});
+    auto w_block = weights.narrow(0, save ? s0 * g * d2 : 0, g * n * d2).view({g, n, d2});
+    if (!save) {
+      auto cst = at::empty({g, n}, xb.options());  // the constants are the forward's business
+      prepare(mu3, lv3, log_w, w_block, cst, centre, s0, n, log_floor);
+    }
+    if (need_x) rw.addmm_(r, w_block.view({g * n, d2}));
+    if (!need_params) continue;
+    auto g_block = gbuf.narrow(0, 0, g * n * d2).view({g, n, d2});
+    auto g_rows = g_block.view({g * n, d2});
+    at::mm_out(g_rows, r.t(), xb);
+    grads(g_block, mu3, lv3, w_block, r_b, gmu3, glv3, centre, s0, n, log_floor, floored[blk]);
+  }
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -248,4 +338,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("densities", &densities, "log-sum-exp over components of one block");
   m.def("responsibilities", &responsibilities, "scaled responsibilities of one block");
   m.def("grads", &grads, "mean / log-variance gradients of one block");
+  m.def("forward_blocks", &forward_blocks, "the forward's block loop");
+  m.def("backward_blocks", &backward_blocks, "the backward's block loop");
 }
