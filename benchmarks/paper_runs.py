@@ -91,6 +91,7 @@ RUNS: tuple[PaperRun, ...] = (
         paper="sd_mae",
         preset="sd_mae",
         metric="test/probe_acc",
+        extra_metrics=("test/acc", "pretrain/val_aux"),  # fine-tuned; the distillation term
         reference=_key("test/probe_acc_random", "test/probe_acc"),
         reference_label="random-init encoder",
         paper_value=0.9482,
