@@ -288,7 +288,7 @@ def debug_levels(levels: list[int], limit: int | None) -> list[int]:
     if dark:
         picks = np.linspace(0, len(dark) - 1, max(limit, 1) + 2)[1:-1].round().astype(int)
         keep += [dark[i] for i in sorted(set(picks.tolist()))]
-    log.info("trainer limits (debug): %d of %d darkening levels", len(keep), len(levels))
+    log.info("trainer limits: %d of %d darkening levels", len(keep), len(levels))
     return keep
 
 

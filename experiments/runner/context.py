@@ -86,5 +86,5 @@ class RunContext:
         n = self.item_limit(stage, len(items))
         if n is None or n >= len(items):
             return items
-        log.info("trainer limits (debug): %d of %d %s", n, len(items), what)
+        log.info("trainer limits: %d of %d %s", n, len(items), what)
         return items[:n]
