@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ class EpochSeededRandomSampler(Sampler[int]):
         skip, self._skip = self._skip, 0
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         yield from torch.randperm(len(self.data_source), generator=g)[skip:].tolist()
+
+
+class SequentialOrder(EpochSeededRandomSampler):
+    """The dataset's own order in every epoch: what Lightning's ``overfit_batches`` asks for."""
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self._skip = self._skip, 0
+        yield from range(skip, len(self.data_source))
 
 
 def item_seed(seed: int, epoch: int, position: int) -> int:
@@ -116,8 +124,10 @@ class SeededOrder(Sampler[Any]):
 class SeededItems(Dataset):
     """Reads ``dataset[key]`` after seeding every RNG with the item seed (see SeededOrder)."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, seed: int = 0, batch_size: int | None = None) -> None:
         self.dataset = dataset
+        self.seed = int(seed)  # the loader's data-order seed
+        self.batch_size = batch_size  # a batched dataset's keys: lists of this many indices
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -130,7 +140,7 @@ class SeededItems(Dataset):
         return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:  # the wrapped dataset's attributes stay reachable
-        if name == "dataset" or name.startswith("__"):  # e.g. Subset.__getitems__: not ours
+        if name in ("dataset", "seed", "batch_size") or name.startswith("__"):  # not ours
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -143,6 +153,16 @@ class ResumableTrainLoader(DataLoader):
     number of batches the checkpoint had already trained in its epoch. The constructor is
     DataLoader's, so Lightning can re-create it.
     """
+
+    def __init__(self, dataset: Dataset, *args: Any, **kwargs: Any) -> None:
+        sampler = kwargs.get("sampler")
+        if type(sampler) is SequentialSampler and isinstance(dataset, SeededItems):
+            # Lightning re-creates the loader with a SequentialSampler for ``overfit_batches``
+            # (the same first batches every epoch); its plain indices would reach SeededItems,
+            # which reads (key, item seed): keep that protocol, in the dataset's own order.
+            order = SequentialOrder(dataset.dataset, dataset.seed)
+            kwargs["sampler"] = SeededOrder(order, batch_size=dataset.batch_size)
+        super().__init__(dataset, *args, **kwargs)
 
     def _order(self) -> SeededOrder | None:
         for candidate in (self.sampler, getattr(self.batch_sampler, "sampler", None)):
@@ -193,7 +213,7 @@ def seeded_train_loader(
     ``collate_fn``, ``pin_memory`` ...) go to DataLoader.
     """
     order = sampler if sampler is not None else EpochSeededRandomSampler(dataset, seed)
-    items = SeededItems(dataset)
+    items = SeededItems(dataset, seed, batch_size if batched_dataset else None)
     if batched_dataset:
         seeded = SeededOrder(order, batch_size=batch_size)
         seeded.drop_last = drop_last

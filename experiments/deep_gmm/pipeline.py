@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 
 from experiments.deep_gmm.module import FrameStateClassifier
 from experiments.runner.context import RunContext
-from experiments.runner.pipeline import _best_checkpoint, fit_and_test, scalar_metrics
+from experiments.runner.pipeline import fit_and_test, fitted_checkpoint, scalar_metrics
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ def pretrain_then_fit(ctx: RunContext) -> dict[str, Any]:
     module = ctx.module
     metrics: dict[str, Any] = {}
     training = ctx.cfg.get("train", True)  # train=false: fit_and_test tests ckpt_path alone
+    if not training and isinstance(module, FrameStateClassifier) and module.init_ckpt == "auto":
+        module.init_ckpt = None  # every weight comes from ckpt_path: there is no DNN to pre-train
     if training and isinstance(module, FrameStateClassifier) and module.init_ckpt == "auto":
         pre = ctx.cfg.get("pretrain")
         if pre is None or pre.get("model") is None:
@@ -44,11 +46,10 @@ def pretrain_then_fit(ctx: RunContext) -> dict[str, Any]:
         trainer = ctx.make_trainer(stage="pretrain_dnn", max_epochs=int(pre.max_epochs))
         log.info("pre-training the DNN whose hidden layers initialise the DGMM")
         trainer.fit(dnn, datamodule=ctx.datamodule)
-        ckpt = _best_checkpoint(trainer)
-        if ckpt is None:
-            raise RuntimeError(
-                "DNN pre-training wrote no best checkpoint (callbacks.best is needed)"
-            )
+        # the best checkpoint; under debug=fast_dev_run (none written) the final weights
+        ckpt = fitted_checkpoint(
+            trainer, ctx.output_dir / "checkpoints" / "pretrain_dnn" / "final.ckpt"
+        )
         metrics.update(
             {
                 f"pretrain/{k.split('/', 1)[-1]}": v

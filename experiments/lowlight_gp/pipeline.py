@@ -253,7 +253,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     sift = SiftRetrieval(ratio=ll.sift.ratio, radius=ll.sift.radius)
     out_dir = ctx.output_dir
     rows: list[dict[str, Any]] = []
-    for name, img in dm.test_images:
+    levels = debug_levels(levels, ctx.item_limit("test", len(levels)))
+    for name, img in ctx.limit(dm.test_images, what="test images"):
         for li in levels:
             gamma = LEVELS[int(li)]
             dark = darken(img, gamma)
@@ -275,6 +276,20 @@ def run(ctx: RunContext) -> dict[str, Any]:
     if ll.lowlight_output and dm.lowlight_images:
         _lowlight_folder(ctx, ll, dm, net)
     return metrics
+
+
+def debug_levels(levels: list[int], limit: int | None) -> list[int]:
+    """Under a debug limit of ``limit`` items: the original (if listed) and ``limit`` darkened
+    levels evenly spread (at least one, so every ``test/*`` metric exists); else all levels."""
+    if limit is None or limit >= len(levels):
+        return levels
+    dark = [li for li in levels if LEVELS[int(li)] != 1.0]
+    keep = [li for li in levels if LEVELS[int(li)] == 1.0]
+    if dark:
+        picks = np.linspace(0, len(dark) - 1, max(limit, 1) + 2)[1:-1].round().astype(int)
+        keep += [dark[i] for i in sorted(set(picks.tolist()))]
+    log.info("trainer limits: %d of %d darkening levels", len(keep), len(levels))
+    return keep
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -369,7 +384,7 @@ def _lowlight_folder(ctx: RunContext, ll: DictConfig, dm, net) -> None:
     if net is None:
         net = reference_cnn(ctx, ll.mode, {})
     enhancer = _enhancer(ll, "ours")
-    for name, img in dm.lowlight_images:
+    for name, img in ctx.limit(dm.lowlight_images, what="low-light images"):
         ours, _, _ = enhance("ours", img, ll.mode, net, enhancer)
         save_png(
             ctx.output_dir / "lowlight" / f"{name}.png",

@@ -57,7 +57,9 @@ def fit_and_test(ctx: RunContext) -> dict[str, Any]:
         metrics.update(scalar_metrics(trainer.callback_metrics))
     if cfg.get("test", True):
         ckpt = str(evaluate) if evaluate is not None else _best_checkpoint(trainer)
-        if ckpt is None:
+        if ckpt is None and trainer.fast_dev_run:
+            log.info("fast_dev_run writes no checkpoint: testing the weights the fit ended with")
+        elif ckpt is None:
             log.warning("no best checkpoint found: testing the current weights")
         results = trainer.test(
             ctx.module, datamodule=ctx.datamodule, ckpt_path=ckpt, weights_only=False
@@ -88,3 +90,19 @@ def _best_checkpoint(trainer: Any) -> str | None:
         if getattr(cb, "monitor", None) and getattr(cb, "best_model_path", ""):
             return cb.best_model_path
     return None
+
+
+def fitted_checkpoint(trainer: Any, fallback: Path) -> str:
+    """The best checkpoint of a finished fit, for a stage that hands its weights on.
+
+    ``debug=fast_dev_run`` (and a fit that never validated) writes no best checkpoint; a
+    chained pipeline (deep_gmm's DNN pre-training) then goes on with the weights the fit ended
+    with, saved to ``fallback``, instead of stopping: the debug run still covers every stage.
+    """
+    best = _best_checkpoint(trainer)
+    if best:
+        return best
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(str(fallback), weights_only=True)
+    log.warning("no best checkpoint (fast_dev_run or no validation): using the final weights %s", fallback)  # fmt: skip
+    return str(fallback)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from core.checks import ConfigError
 from core.errors import DataError
 from experiments.runner.callbacks import EmbedRunConfig
+from experiments.runner.checkpoints import resolve_checkpoint
 from experiments.runner.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -112,34 +112,6 @@ def is_predict(cfg: DictConfig) -> bool:
     return bool(node is not None and node.get("enabled", False))
 
 
-def resolve_checkpoint(ckpt_path: str | None, choose: Callable[[Path], Path] | None = None) -> Path:
-    """A checkpoint file, or a run directory -> its best checkpoint (else ``last.ckpt``, else the
-    newest ``*.ckpt`` in its ``checkpoints/``). ``choose`` picks in a run directory instead, for
-    a chained run whose classifier is not its main checkpoint (the predictor's
-    ``choose_checkpoint``)."""
-    if not ckpt_path:
-        raise ConfigError(
-            "ckpt_path",
-            "pipeline=predict needs ckpt_path=<checkpoint file or run directory of a trained run>",
-        )
-    path = Path(str(ckpt_path)).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        if choose is not None:
-            return choose(path)
-        ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        by_time = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-        best = [p for p in by_time if p.name.startswith("best")]
-        last = [p for p in by_time if p.name == "last.ckpt"]
-        for choice in (best, last, by_time):
-            if choice:
-                log.info("ckpt_path=%s -> %s", path, choice[-1])
-                return choice[-1]
-        raise ConfigError("ckpt_path", f"got {str(path)!r}: a directory with no *.ckpt file")
-    raise ConfigError("ckpt_path", f"got {str(path)!r}: no such checkpoint file or run directory")
-
-
 def load_trained(ckpt: Path, map_location: str = "cpu") -> TrainedModel:
     """The checkpoint and the run config inside it (or beside it, for older checkpoints)."""
     try:
@@ -175,7 +147,8 @@ def predict(ctx: RunContext) -> dict[str, float]:
     choose = getattr(getattr(factory, "func", factory), "choose_checkpoint", None)
     keys = dict(getattr(factory, "keywords", None) or {})
     pick = (lambda run_dir: choose(run_dir, **keys)) if choose is not None else None
-    trained = load_trained(resolve_checkpoint(ctx.cfg.get("ckpt_path"), pick))
+    ckpt = resolve_checkpoint(ctx.cfg.get("ckpt_path"), needed_by="pipeline=predict", choose=pick)
+    trained = load_trained(ckpt)
     log.info("predicting with %s", trained.checkpoint)
     out_dir = (
         Path(str(opts.output)).expanduser()

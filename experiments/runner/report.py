@@ -36,6 +36,7 @@ class ReportSettings:
     pool_keys: list[str] = field(default_factory=list)
     pool: Callable[[list[Path]], dict[str, float]] | None = None
     paper: list[dict[str, Any]] = field(default_factory=list)
+    descending: list[str] = field(default_factory=list)  # swept keys listed largest first
 
     @classmethod
     def from_config(cls, cfg: DictConfig | None) -> ReportSettings:
@@ -50,6 +51,7 @@ class ReportSettings:
             pool_keys=list(rep.get("pool_keys") or []),
             pool=pool,
             paper=OmegaConf.to_container(rep.paper) if rep.get("paper") else [],
+            descending=list(rep.get("descending") or []),
         )
 
 
@@ -192,7 +194,38 @@ def aggregate(
     for key, total in totals.items():  # settings where every job failed still get a row
         if key not in seen:
             rows.append(dict(zip(group_keys, key)) | {"jobs_ok": 0, "jobs": total})
-    return pd.DataFrame(rows)
+    return _ordered(pd.DataFrame(rows), group_keys, settings.descending)
+
+
+def _ordered(groups: pd.DataFrame, group_keys: list[str], descending: list[str]) -> pd.DataFrame:
+    """Rows sorted by the swept keys: ascending, or largest first for ``report.descending``."""
+    if groups.empty or not group_keys:
+        return groups
+    try:
+        ascending = [k not in descending for k in group_keys]
+        return groups.sort_values(group_keys, ascending=ascending, kind="stable").reset_index(
+            drop=True
+        )
+    except TypeError:  # mixed types in one column (numbers and strings): keep the group order
+        return groups
+
+
+def aggregation_note(settings: ReportSettings, group_keys: list[str]) -> str:
+    """What a results row aggregates, and how the rows are ordered (the table's subtitle)."""
+    repeats = ", ".join(settings.repeat_keys) or "jobs"
+    if settings.pool is not None and settings.pool_keys:
+        pooled = ", ".join(settings.pool_keys)
+        what = (
+            f"the jobs of each {repeats} pooled over {pooled} by report.pool, then mean ± std "
+            f"over {repeats} (n = number of {repeats} values)"
+        )
+    else:
+        over = ", ".join([*settings.repeat_keys, *settings.pool_keys]) or "jobs"
+        what = f"mean ± std over {over} (one value per job)"
+    order = ", ".join(
+        f"{k} {'descending' if k in settings.descending else 'ascending'}" for k in group_keys
+    )
+    return f"Each row: {what}." + (f" Rows by {order}." if order else "")
 
 
 def _pooled_names(samples: list[dict[str, float]], metrics: list[str]) -> list[str]:
@@ -266,9 +299,9 @@ def to_markdown(report: Report, title: str) -> str:
             header.append(f"{m} (ours)" if m in has_paper else m)
             if m in has_paper:
                 header.append(f"{m} (paper)")
-        across = report.settings.repeat_keys + report.settings.pool_keys
-        over = f" (mean ± std over {', '.join(across)})" if across else " (mean ± std over jobs)"
-        lines.append("## Results" + over)
+        lines.append("## Results")
+        lines.append("")
+        lines.append(aggregation_note(report.settings, report.group_keys))
         lines.append("")
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))

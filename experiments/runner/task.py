@@ -168,6 +168,7 @@ def run_task(cfg: DictConfig) -> float | None:
         metrics = pipeline(ctx) or {}
         record["metrics"] = metrics
         record["status"] = "ok"
+        log.info("final metrics (%s):\n%s", output_dir / METRICS_FILE, metrics_table(metrics))
     except ConfigError as err:
         error = err
         record.update(status="config_error", error=str(err))
@@ -193,6 +194,17 @@ def run_task(cfg: DictConfig) -> float | None:
     if error is not None:
         return math.nan
     return _optimized(cfg, record["metrics"])
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """``  key  value`` lines of the numeric final metrics, sorted (what a run prints at its end)."""
+    rows = {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    if not rows:
+        return "  (none)"
+    width = max(len(k) for k in rows)
+    return "\n".join(f"  {k:<{width}}  {v:.6g}" for k, v in sorted(rows.items()))
 
 
 def _save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:

@@ -66,3 +66,52 @@ def test_loader_is_stateful_for_lightning():
     assert isinstance(loader, _Stateful)
     loader.sampler.set_epoch(3)
     assert loader.state_dict() == {"seed": 5, "epoch": 3}
+
+
+class _Seen(torch.nn.Module):
+    """Holds the item indices of every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[list[int]] = []
+
+
+def _overfit(loader, epochs: int = 3) -> list[list[int]]:
+    """``Trainer(overfit_batches=1)``: Lightning re-creates the loader with a SequentialSampler."""
+    import lightning as L
+
+    net = _Seen()
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch, _):
+            index = batch[:, 0] if batch.dim() > 1 else batch  # Noisy: (i, draw); Batched: i + draw
+            net.seen.append(index.long().tolist())
+            return (self.net.w * batch.sum()).sum()
+
+        def train_dataloader(self):
+            return loader
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = L.Trainer(
+        overfit_batches=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(Module())
+    return net.seen
+
+
+def test_overfit_batches_trains_the_same_first_batch_every_epoch():
+    """debug=overfit used to stop every seeded loader: Lightning's SequentialSampler handed plain
+    indices to a dataset that reads (index, item seed)."""
+    for loader in (
+        seeded_train_loader(Noisy(), 4, seed=1),
+        seeded_train_loader(Batched(), 4, seed=1, batched_dataset=True),
+    ):
+        assert _overfit(loader) == [[0, 1, 2, 3]] * 3

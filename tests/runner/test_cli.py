@@ -207,12 +207,6 @@ def test_unknown_experiment_lists_the_available_ones(tmp_path):
     assert "example" in proc.stderr  # Hydra lists the available options
 
 
-def test_fast_dev_run_debug_preset(tmp_path):
-    _, run_dir = run_experiment(["+experiment=example", "debug=fast_dev_run"], tmp_path)
-    assert metrics_of(run_dir)["status"] == "ok"
-    assert not (run_dir / "wandb").exists()  # the debug preset turns wandb off
-
-
 @pytest.mark.slow  # CI time (~30-75 s); run with -m slow
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     _, sweep = run_sweep(

@@ -119,3 +119,32 @@ def test_cli_rebuilds_report(tmp_path, capsys):
     main([str(tmp_path)])
     assert "0.8000 ± 0.1414" in capsys.readouterr().out
     assert (tmp_path / "summary.csv").exists()
+
+
+def test_pooled_rows_in_descending_order_and_a_true_subtitle(tmp_path):
+    """sleep_tsr's summary.md: gamma as Table 1 lists it (1 .. 1e-5, 0), folds pooled per seed."""
+    report = {
+        "repeat_keys": ["seed"],
+        "pool_keys": ["fold"],
+        "pool": {"_target_": "tests.runner.test_report.pool_mean_of_counts", "_partial_": True},
+        "descending": ["loss.gamma"],
+    }
+    num = 0
+    for gamma in ("0", "1e-4", "1", "1e-1"):
+        for seed in (1, 2):
+            for fold in (0, 1):
+                ov = [f"loss.gamma={gamma}", f"fold={fold}", f"seed={seed}"]
+                make_job(tmp_path, num, ov, {"correct": 5 + seed, "count": 10}, report=report)
+                num += 1
+    write_report(tmp_path)
+    groups = pd.read_csv(tmp_path / "summary_groups.csv")
+    assert list(groups["loss.gamma"]) == [1.0, 0.1, 1e-4, 0.0]
+    assert list(groups["test/pooled_acc_n"]) == [2] * 4  # two repeats, not four fold values
+    md = (tmp_path / "summary.md").read_text()
+    assert (
+        "Each row: the jobs of each seed pooled over fold by report.pool, then mean ± std over "
+        "seed (n = number of seed values). Rows by loss.gamma descending." in md
+    )
+    assert "mean ± std over seed, fold" not in md
+    table = [ln for ln in md.split("## Jobs")[0].splitlines() if ln.startswith("| ")]
+    assert [ln.split(" | ")[0][2:] for ln in table[1:]] == ["1.0", "0.1", "0.0001", "0.0"]
