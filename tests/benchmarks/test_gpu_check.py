@@ -49,7 +49,7 @@ def test_gpu_check_dry_run_writes_its_block(tmp_path):
     and the rendering all work without a GPU (the whole dry run is in the slow test below)."""
     results = tmp_path / "results.md"
     results.write_text("# Results\n\nkept\n")
-    steps = ["run_example", "cpu_sleep_tsr_train_step", "cuda_frailty_train_step"]
+    steps = ["run_example", "cuda_frailty_train_step"]
     proc = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--work", str(tmp_path / "w"),
          "--results", str(results), "--only", *steps],
@@ -60,7 +60,7 @@ def test_gpu_check_dry_run_writes_its_block(tmp_path):
     assert "kept" in results.read_text()
     for step in steps:
         assert f"| {step} | ok |" in block
-    assert "`frailty_train_step`" in block and "`sleep_tsr_train_step`" in block
+    assert "`frailty_train_step`" in block
     record = json.loads((tmp_path / "w" / "records" / "cuda_frailty_train_step.json").read_text())
     assert record["machine"]["device"] == "cpu" and record["figures"]["ms_per_step"] > 0
 
