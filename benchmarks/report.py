@@ -47,7 +47,11 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("sleep_tsr_train_step", [], ["--rounds", "3", "--warmup", "1", "--skip-loop"]),
     ("deep_gmm_speed", ["--breakdown"], ["--repeats", "4", "--naive-batch", "0", "--no-two-mm"]),
     ("sd_mae_speed", [], ["--steps", "1", "--methods", "sdmae"]),
-    ("frailty_preprocessing", [], ["--participants", "20", "--loop-participants", "2"]),
+    (
+        "frailty_preprocessing",
+        ["--loop-participants", "10"],
+        ["--participants", "20", "--loop-participants", "2"],
+    ),
     ("frailty_train_step", [], ["--steps", "5"]),
     ("lowlight_gp_speed", [], ["--repeats", "1", "--skip-gpytorch"]),
 )
