@@ -104,7 +104,7 @@ def mean_std(values: list[float], metric: str) -> str:
     if not values:
         return "-"
     unit = " dB" if metric.endswith("psnr") else ""
-    digits = 2 if unit else 3
+    digits = 2 if unit else (4 if max(abs(v) for v in values) < 0.01 else 3)
     if len(values) == 1:
         return f"{values[0]:.{digits}f}{unit} (1 seed)"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}{unit}"
