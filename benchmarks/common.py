@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from core.denormals import denormals_flushed, flush_denormals
+
 
 def cpu_model() -> str:
     """The CPU's marketing name from /proc/cpuinfo (platform.processor() is often empty)."""
@@ -50,6 +52,7 @@ def machine(device: torch.device | str = "cpu") -> dict[str, Any]:
         "blas": blas(),
         "isa": torch.backends.cpu.get_cpu_capability(),
         "load": round(os.getloadavg()[0], 1),
+        "flush_denormals": denormals_flushed(),
         "device": "cpu",
     }
     if device.type == "cuda":
@@ -65,7 +68,8 @@ def describe(info: dict[str, Any]) -> str:
     line = (
         f"{info['date']}; CPU {info['cpu']}, {info['cores']} cores, torch threads "
         f"{info['threads']}, torch {info['torch']}, BLAS {info['blas']}, ISA {info['isa']}, "
-        f"load average {info['load']}"
+        f"load average {info['load']}, subnormals "
+        f"{'flushed' if info.get('flush_denormals') else 'kept'}"
     )
     if info["device"] != "cpu":
         line += f"; device {info['device']}, CUDA {info['cuda']}, cuDNN {info['cudnn']}"
@@ -83,6 +87,11 @@ def add_common_args(ap: argparse.ArgumentParser, *, default_threads: int = 1) ->
     )
     ap.add_argument("--threads", type=int, default=default_threads, help="torch CPU threads")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="leave subnormal floats as the CPU does (runs flush them: flush_denormals: true)",
+    )
 
 
 def resolve_device(ap: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
@@ -95,6 +104,8 @@ def resolve_device(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tor
     if args.amp is None:
         args.amp = "bf16" if device.type == "cuda" else "off"
     torch.set_num_threads(args.threads)
+    if not args.keep_denormals:
+        flush_denormals(True)  # what every run does (conf/config.yaml, core/denormals.py)
     return device
 
 

@@ -24,6 +24,10 @@ step so they count.
 It prints the CPU model, threads, BLAS, the load average before and after, and the share of
 subnormal (denormal) floats among the responsibilities before the layer flushes them and among
 all matrix-product inputs of a step after (subnormal GEMM inputs cost up to 20x on some CPUs).
+Every run flushes subnormals to zero on all threads (``core.denormals``, the runner's default
+``flush_denormals: true``); ``--compare-flush`` adds ``softmax_nf`` / ``gmm_nf``, the same steps
+with the CPU's default (subnormals kept), and prints the subnormal share of their gradients and
+Adam state: the gap between the two is what an x86 CPU's microcode assists cost.
 
     python benchmarks/deep_gmm_speed.py [--repeats 20] [--naive-batch 8] [--breakdown]
     python benchmarks/deep_gmm_speed.py --device cuda     # eager stages, one block, no host sync
@@ -57,6 +61,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from benchmarks.common import add_common_args, describe, resolve_device, write_record  # noqa: E402
 from benchmarks.common import machine as machine_record  # noqa: E402
 from benchmarks.studies import STUDIES  # noqa: E402
+from core.denormals import denormals_flushed, flush_denormals  # noqa: E402
 from models.deep_gmm import GMMLayer, OnlineLogPrior, gmm_function, naive_gmm_nll  # noqa: E402
 from models.deep_gmm.gmm_function import default_chunk_states  # noqa: E402
 
@@ -297,6 +302,29 @@ def subnormal_shares(step: Callable[[], None]) -> tuple[float, float]:
     return before[0] / max(1, before[1]), seen.subnormal / max(1, seen.values)
 
 
+def keeping_subnormals(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` run with the CPU's default (FTZ/DAZ off on every thread), then the flush again."""
+
+    def wrapped() -> None:
+        flush_denormals(False, verify=False)
+        try:
+            step()
+        finally:
+            flush_denormals(True, verify=False)
+
+    wrapped.optimizer = step.optimizer  # type: ignore[attr-defined]
+    return wrapped
+
+
+def subnormal_state(model: nn.Module, opt: torch.optim.Optimizer | None) -> tuple[float, float]:
+    """Subnormal shares of the GMM parameters' last gradients and of their optimiser state."""
+    params = [model.layer.mu, model.layer.log_var]
+    grads = [p.grad for p in params if p.grad is not None]
+    state = [t for p in params for t in (opt.state[p].values() if opt else []) if t.dim()]
+    share = lambda ts: sum(_subnormal(t)[0] for t in ts) / max(1, sum(t.numel() for t in ts))  # noqa: E731
+    return share(grads), share(state)
+
+
 def machine() -> str:
     """CPU model (as lscpu says it), cores, BLAS, vector ISA."""
     model = platform.processor() or "?"
@@ -337,6 +365,11 @@ def main() -> None:
     )
     ap.add_argument("--no-two-mm", action="store_true", help="skip the plain-autograd variant")
     ap.add_argument(
+        "--compare-flush",
+        action="store_true",
+        help="also time softmax and gmm with subnormals kept (the CPU's default, no FTZ/DAZ)",
+    )
+    ap.add_argument(
         "--breakdown",
         action="store_true",
         help="also time the GMM's matrix products alone and the bottleneck alone",
@@ -359,8 +392,14 @@ def main() -> None:
     if args.naive_batch:
         variants.append(("naive", GMMHead(*size, "naive"), args.naive_batch))
     variants = [(n, m.to(device), b) for n, m, b in variants]
+    if args.compare_flush and device.type == "cpu":
+        variants += [
+            ("softmax_nf", nn.Linear(args.in_features, args.states), args.batch),
+            ("gmm_nf", GMMHead(*size, "gmm"), args.batch),
+        ]
     if args.breakdown:
         variants += [("gemms", None, args.batch), ("bottleneck", None, args.batch)]
+    flushed = device.type == "cpu" and denormals_flushed()  # resolve_device flushed them
     where = machine() if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(f"{where}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(
@@ -378,13 +417,17 @@ def main() -> None:
             steps[name] = make_step(
                 model, batch, args.in_features, args.states, device, args.optimizer, fwd_bwd[name]
             )
+            if name.endswith("_nf"):
+                steps[name] = keeping_subnormals(steps[name])
     repeats = {
         name: args.repeats if name != "naive" else max(3, args.repeats // 5) for name in steps
     }
     t0 = time.perf_counter()
     steps["gmm"]()  # the first call builds (or loads) the C++ kernels
     print(f"gmm first step (builds or loads its C++ kernels): {time.perf_counter() - t0:.1f} s")
+    flush_denormals(False, verify=False)  # count what the CPU would make without the flush
     before, after = subnormal_shares(steps["gmm"])
+    flushed = flush_denormals(flushed) and flushed
     print(
         f"subnormal floats: {100 * before:.2f} % of the responsibilities before the flush; "
         f"{100 * after:.4f} % of all matrix-product inputs of a gmm step after it"
@@ -444,6 +487,17 @@ def main() -> None:
             f"ms ({fb['bottleneck'] / base_fb:.2f}x) + element-wise stages and overhead "
             f"{rest * 1e3:.1f} ms ({rest / base_fb:.2f}x)"
         )
+    if "gmm_nf" in steps:
+        nf_model = next(m for n, m, _ in variants if n == "gmm_nf")
+        flush_denormals(False, verify=False)  # with DAZ on, abs() would read them as 0
+        grads, state = subnormal_state(nf_model, steps["gmm_nf"].optimizer)
+        flush_denormals(flushed, verify=False)
+        print(
+            f"without the flush: {100 * grads:.2f} % of the GMM parameters' gradients and "
+            f"{100 * state:.2f} % of their Adam state are subnormal (after "
+            f"{len(fwd_bwd['gmm_nf']['wall'])} steps)"
+        )
+    print(f"subnormals flushed to zero on every thread: {'yes' if flushed else 'no'}")
     print(load())
     info = machine_record(device)
     print(describe(info))
@@ -459,6 +513,7 @@ def main() -> None:
             figures[name]["fwd_bwd_x"] = round(fb[name] / base_fb, 3)
     figures["optimizer"] = args.optimizer
     figures["subnormal_before_flush"] = before
+    figures["flush_denormals"] = flushed
     figures["projected_study_hours"] = round(study.projected_hours(medians["gmm"]), 2)
     write_record(args.json, "deep_gmm_speed", info, figures)
 

@@ -204,7 +204,9 @@ def publish(results: list[tuple[str, str, float]], work: Path, out_md: Path, not
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(replace_section(text, "gpu-check", body))
     if out := os.environ.get("OUT"):
-        shutil.copy(out_md, Path(out) / "results.md")
+        copy = Path(out) / "results.md"
+        if not (copy.exists() and copy.samefile(out_md)):  # --results may point into $OUT
+            shutil.copy(out_md, copy)
         for part in ("logs", "records"):  # not the run dirs: checkpoints and images are large
             shutil.make_archive(str(Path(out) / f"gpu_check_{part}"), "gztar", work / part, ".")
 

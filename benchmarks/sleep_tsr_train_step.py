@@ -42,6 +42,7 @@ from benchmarks.common import (
     write_record,
 )
 from benchmarks.studies import STUDIES
+from core.denormals import denormals_flushed
 from losses.sleep_tsr import TemporalSmoothnessLoss
 from models.sleep_tsr import SeqSleepNet
 from models.sleep_tsr.bn_lstm_kernels import cpp_kernels
@@ -135,14 +136,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="skip the autograd-loop variant")
-    parser.add_argument(
-        "--flush-denormal", choices=("on", "off"), default="off",
-        help="flush subnormal floats to zero; off by default because a training run does not",
-    )  # fmt: skip
     args = parser.parse_args()
     device = resolve_device(parser, args)
     threads = torch.get_num_threads()
-    flush = torch.set_flush_denormal(args.flush_denormal == "on") and args.flush_denormal == "on"
+    flush = device.type == "cpu" and denormals_flushed()  # as runs do, unless --keep-denormals
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.seq_len, 29, 129, device=device)
     y = torch.randint(0, 5, (args.batch, args.seq_len), device=device)

@@ -179,7 +179,7 @@ def check_config(cfg: DictConfig, experiments: list[str] | None = None) -> None:
         )
     _int("seed", cfg.get("seed"), low=0)
     _str("task_name", cfg.get("task_name"), optional=False)
-    for key in ("train", "test", "print_config"):
+    for key in ("train", "test", "print_config", "flush_denormals"):
         _bool(key, cfg.get(key, True))
     _str("optimized_metric", cfg.get("optimized_metric"))
     _str("ckpt_path", cfg.get("ckpt_path"))

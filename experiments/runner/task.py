@@ -20,6 +20,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.checks import ConfigError
+from core.denormals import flush_denormals
 from core.errors import DataError
 from experiments.runner.builders import build_loggers, build_trainer
 from experiments.runner.cli import one_line
@@ -159,6 +160,8 @@ def run_task(cfg: DictConfig) -> float | None:
     loggers: list[Any] = []
     error: BaseException | None = None
     try:
+        if cfg.get("flush_denormals", True):
+            flush_denormals(True)  # the same speed on every x86 CPU (core/denormals.py)
         L.seed_everything(int(cfg.seed), workers=True)
         datamodule, module = instantiate_objects(cfg)
         pipeline = build_pipeline(cfg)
