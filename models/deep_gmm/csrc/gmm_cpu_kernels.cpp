@@ -26,6 +26,8 @@
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
+// Up to this many components per state, densities() keeps a state's components in registers.
+constexpr int64_t kMaxRegComps = 8;
 
 // The loops index raw pointers: refuse anything they would misread.
 static void check(const torch::Tensor& t, const char* name, bool contiguous = true) {
@@ -59,7 +61,9 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
   std::atomic<bool> clamped{false};
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t i = r / n, j = r % n;
+      // rows in the parameters' memory order: mu and log_var are read as one stream each (row
+      // by component first was a 5-row stride, 1.6x slower at the paper's size on AMD EPYC)
+      const int64_t j = r / g, i = r % g;
       const int64_t row = (s0 + j) * g + i;
       const float* m = mu + row * d;
       const float* l = lv + row * d;
@@ -119,6 +123,24 @@ void densities(torch::Tensor comp, torch::Tensor const_in, torch::Tensor total, 
       float* tr = tp + b * ts + s0;
       float* orow = op + b * os + s0;
       int64_t j = 0;
+      if (g <= kMaxRegComps) {  // the g components of W states in registers: one load, one store
+        for (; j + W <= n; j += W) {
+          Vec v[kMaxRegComps];
+          Vec pk(-std::numeric_limits<float>::infinity());
+          for (int64_t i = 0; i < g; ++i) {
+            v[i] = Vec::loadu(cb + i * n + j) + Vec::loadu(cst + i * n + j);
+            pk = at::vec::maximum(pk, v[i]);
+          }
+          Vec tt(0.f);
+          for (int64_t i = 0; i < g; ++i) {
+            const Vec e = (v[i] - pk).exp_u20();
+            e.store(cb + i * n + j);
+            tt = tt + e;
+          }
+          tt.store(tr + j);
+          (Vec(0.f) - (tt.log() + pk)).store(orow + j);
+        }
+      }
       for (; j + W <= n; j += W) {
         for (int64_t i = 0; i < g; ++i)
           (Vec::loadu(cb + i * n + j) + Vec::loadu(cst + i * n + j)).store(cb + i * n + j);
@@ -191,17 +213,18 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
 // From g_block (g, n, 2d) = [-r^T x, r^T x^2] and the responsibility sums r_b (g, n), writes the
 // Eq. 2 gradients of the block's states: grad_mu = prec (R mu - r^T x) and grad_lv = R / 2 -
 // prec / 2 sum_b r (x - mu)^2 (zero where the variance is floored, if ``mask``), with x and mu
-// both taken relative to the centre c. Either output may be empty (frozen parameters).
+// both taken relative to the centre c. Rows run in the parameters' memory order, so mu and the
+// gradients stream. Either output may be empty (frozen parameters).
 void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Tensor w_block,
            torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, torch::Tensor centre,
            int64_t s0, int64_t n, double log_floor, bool mask) {
   check(gblock, "g_block"), check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block");
   check(r_b, "r_b"), check(centre, "centre");
   TORCH_CHECK(centre.numel() == mu3.size(2), "gmm_cpu_kernels: centre must have d elements");
-  const float* cen = centre.data_ptr<float>();
   if (gmu3.numel() > 0) check(gmu3, "grad_mu");
   if (glv3.numel() > 0) check(glv3, "grad_log_var");
   const int64_t g = mu3.size(1), d = mu3.size(2);
+  const float* cen = centre.data_ptr<float>();
   const float* gb = gblock.data_ptr<float>();
   const float* mu = mu3.data_ptr<float>();
   const float* lv = lv3.data_ptr<float>();
@@ -220,7 +243,7 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
 #endif
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
-      const int64_t i = rr / n, j = rr % n;
+      const int64_t j = rr / g, i = rr % g;  // memory order of the parameters
       const int64_t row = (s0 + j) * g + i;
       const float R = r[i * n + j];
       const Vec Rv(R), hR(0.5f * R);
