@@ -4,6 +4,12 @@
     python -m benchmarks.report --quick         # short budgets, 1 seed, few repeats (minutes)
     python -m benchmarks.report --only results  # or: benchmarks
     python -m benchmarks.report --render        # rebuild the tables from the last records only
+    python -m benchmarks.report --only benchmarks --names deep_gmm_speed   # rerun some rows
+
+With ``--names``, only the named benchmarks / result rows run; every row without a record in
+``--work`` keeps its line from the current docs/results.md, and the header names the rows the
+last pass measured (the kept rows carry their own machine and load, or the header of the pass
+that made them, quoted).
 
 1. **benchmarks**: every CPU benchmark, one after another (never beside a training job: they
    time), each writing a JSON record with the machine that measured it;
@@ -40,6 +46,7 @@ from benchmarks.records import (  # noqa: E402
     render_records,
     replace_section,
 )
+from core.denormals import flush_denormals  # noqa: E402
 
 # (script, full-size arguments, --quick arguments); every one also gets --json.
 BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
@@ -58,10 +65,12 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
 SECTIONS = ("benchmarks", "results")
 
 
-def run_benchmarks(work: Path, quick: bool) -> None:
+def run_benchmarks(work: Path, quick: bool, names: set[str] | None = None) -> None:
     records = work / "records"
     records.mkdir(parents=True, exist_ok=True)
     for name, full, short in BENCHMARKS:
+        if names is not None and name not in names:
+            continue
         argv = [
             sys.executable,
             str(ROOT / "benchmarks" / f"{name}.py"),
@@ -125,8 +134,19 @@ def seed_of(job: Path) -> str:
     return found[0] if found else "?"
 
 
-def render_results(work: Path, quick: bool) -> str:
-    """Mean +- std over the finished jobs of every row, beside its reference and the paper."""
+def _kept_row(previous: str | None, cell: str) -> str | None:
+    """The line of an earlier table whose second cell is ``cell`` (a row not rerun this pass)."""
+    for line in (previous or "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 1 and cells[1] == cell:
+            return line
+    return None
+
+
+def render_results(work: Path, quick: bool, previous: str | None = None) -> str:
+    """Mean +- std over the finished jobs of every row, beside its reference and the paper.
+
+    A row with no job in ``work`` keeps its line from ``previous`` (the current block) if any."""
     rows = [
         "| paper | run | command | seeds | metric | ours (mean ± std) | trivial reference | paper |",
         "|---|---|---|---|---|---|---|---|",
@@ -134,6 +154,9 @@ def render_results(work: Path, quick: bool) -> str:
     for run in RUNS:
         jobs = sorted(p.parent for p in (work / "runs" / run.name).glob("**/metrics.json"))
         done = [(j, m) for j in jobs if (m := job_metrics(j)) is not None]
+        if not jobs and (kept := _kept_row(previous, run.name)):
+            rows.append(kept)
+            continue
         seeds = ",".join(sorted(seed_of(j) for j, _ in done)) or "none finished"
         cells = []
         for metric in (run.metric, *run.extra_metrics):
@@ -151,14 +174,26 @@ def render_results(work: Path, quick: bool) -> str:
     return "\n".join(rows)
 
 
+def render_benchmarks(records: list[dict], previous: str | None) -> str:
+    """The records' rows, plus the earlier rows of benchmarks that have no record this pass."""
+    table = render_records(records).splitlines()
+    measured = {r["benchmark"] for r in records}
+    for name, _, _ in BENCHMARKS:
+        if name not in measured and (kept := _kept_row(previous, f"`{name}`")):
+            table.append(kept)
+    head, rows = table[:2], table[2:]
+    return "\n".join(head + sorted(rows, key=lambda line: line.split("|")[1:3]))
+
+
 def write(out_md: Path, readme: Path | None, work: Path, quick: bool, header: str) -> None:
     text = out_md.read_text() if out_md.exists() else "# Results\n"
     if not text.startswith("# Results"):
         text = "# Results\n\n" + text
     text = replace_section(text, "report-header", header)
+    records = load_records(work / "records")
     bodies = {
-        "benchmarks": render_records(load_records(work / "records")),
-        "results": render_results(work, quick),
+        "benchmarks": render_benchmarks(records, read_section(text, "benchmarks")),
+        "results": render_results(work, quick, read_section(text, "results")),
     }
     for name, body in bodies.items():
         text = replace_section(text, name, body)
@@ -183,21 +218,35 @@ def main() -> int:
     ap.add_argument("--out", default="docs/results.md")
     ap.add_argument("--readme", default="README.md", help="'' to leave the README alone")
     ap.add_argument("--render", action="store_true", help="no runs: rebuild from the records")
+    ap.add_argument(
+        "--names",
+        nargs="*",
+        default=None,
+        help="run only these benchmarks / result rows; the others keep their current lines",
+    )
     args = ap.parse_args()
+    names = set(args.names) if args.names is not None else None
+    known = {b[0] for b in BENCHMARKS} | {r.name for r in RUNS}
+    if names and (unknown := names - known):
+        ap.error(f"--names: unknown {sorted(unknown)}; allowed: {sorted(known)}")
     seeds = args.seeds or ("1" if args.quick else "1,2,3")
     work = (ROOT / args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    flush_denormals(True)  # as every run and benchmark it starts does, so the header says so
     info = machine("cpu")
     t0 = time.perf_counter()
     if not args.render:
         if "benchmarks" in args.only:
-            run_benchmarks(work, args.quick)
+            run_benchmarks(work, args.quick, names)
         if "results" in args.only:
             threads = max(1, (os.cpu_count() or 1) // args.jobs)
+            runs = [r for r in RUNS if names is None or r.name in names]
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-                list(pool.map(lambda r: run_paper(r, work, args.quick, seeds, threads), RUNS))
+                list(pool.map(lambda r: run_paper(r, work, args.quick, seeds, threads), runs))
     mode = "quick (short budgets, not for the README)" if args.quick else "full"
     ran = "nothing (rendered from the last records)" if args.render else ", ".join(args.only)
+    if names is not None and not args.render:
+        ran += f" (only {', '.join(sorted(names))}; the other rows are kept from an earlier pass)"
     header = (
         f"Generated by `python -m benchmarks.report{' --quick' if args.quick else ''}` "
         f"({mode}, seeds {seeds}); the last pass ran {ran} in "
@@ -205,7 +254,13 @@ def main() -> int:
         f"(two jobs at a time).\n"
         f"Machine: {describe(info)}."
     )
-    write((ROOT / args.out).resolve(), (ROOT / args.readme) if args.readme else None, work,
+    out_md = (ROOT / args.out).resolve()
+    earlier = read_section(out_md.read_text(), "report-header") if out_md.exists() else None
+    if names is not None and not args.render and earlier:
+        # the kept rows' provenance: the first two lines of the earlier header, quoted
+        quoted = " ".join(earlier.splitlines()[:2])
+        header += f"\nThe kept rows come from the earlier pass: {quoted}"
+    write(out_md, (ROOT / args.readme) if args.readme else None, work,
           args.quick, header)  # fmt: skip
     return 0
 

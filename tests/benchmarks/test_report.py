@@ -36,6 +36,16 @@ def test_results_rows_are_mean_std_over_finished_seeds_beside_the_reference(tmp_
     assert "none finished" in next(line for line in table.splitlines() if "lowlight_gp" in line)
 
 
+def test_rows_not_rerun_keep_their_earlier_lines(tmp_path):
+    """``--names``: a pass that reruns one row leaves the others as the earlier pass wrote them."""
+    earlier = render_results(tmp_path, quick=False).replace("none finished", "1,2,3 (earlier)")
+    _job(tmp_path / "runs" / "deep_gmm" / "0", 1, {"test/acc": 0.5})
+    table = render_results(tmp_path, quick=False, previous=earlier)
+    lines = {line.split("|")[2].strip(): line for line in table.splitlines()[2:]}
+    assert "acc 0.500 (1 seed)" in lines["deep_gmm"]
+    assert "1,2,3 (earlier)" in lines["lowlight_gp"] and "1,2,3 (earlier)" in lines["sd_mae"]
+
+
 def test_write_copies_the_blocks_into_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nend\n")
