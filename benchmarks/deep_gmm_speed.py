@@ -306,11 +306,12 @@ def keeping_subnormals(step: Callable[[], None]) -> Callable[[], None]:
     """``step`` run with the CPU's default (FTZ/DAZ off on every thread), then the flush again."""
 
     def wrapped() -> None:
-        flush_denormals(False, verify=False)
+        threads = torch.get_num_threads()  # not every core: their spinning would slow the others
+        flush_denormals(False, verify=False, threads=threads)
         try:
             step()
         finally:
-            flush_denormals(True, verify=False)
+            flush_denormals(True, verify=False, threads=threads)
 
     wrapped.optimizer = step.optimizer  # type: ignore[attr-defined]
     return wrapped

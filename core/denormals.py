@@ -58,26 +58,31 @@ def denormals_flushed(dtype: torch.dtype = torch.float32) -> bool:
     return bool(((probe * 1.0) == 0).all())
 
 
-def flush_denormals(enabled: bool = True, verify: bool = True) -> bool:
+def flush_denormals(enabled: bool = True, verify: bool = True, threads: int | None = None) -> bool:
     """Set (or clear) FTZ/DAZ on this thread and torch's intra-op threads; True if in effect.
 
     Returns False, after one warning, where the CPU has no such mode (not x86 with SSE3) or the
     worker threads could not be reached; the run then goes on with the CPU's default.
-    ``verify=False`` skips the check (a 4 MB product), for callers that toggle the mode often.
+    ``verify=False`` skips the check (a 4 MB product), for callers that toggle the mode often;
+    ``threads`` limits the parallel region to that many threads (default: every core, so that
+    idle pool threads a later ``set_num_threads`` wakes are set too). A region of all cores
+    leaves their threads spinning for a moment, so a benchmark that toggles the mode between
+    timed steps passes ``threads=torch.get_num_threads()``.
     """
     if not torch.set_flush_denormal(enabled):
         if enabled:
             log.warning("flush_denormals: this CPU has no flush-to-zero mode; left as it is")
         return False
-    threads = torch.get_num_threads()
+    current = torch.get_num_threads()
     # Every thread the pool may hold, not only today's count: a later set_num_threads(n) reuses
     # idle pool threads with whatever mode they had (threads created later copy this thread's).
-    reached = _run_on_every_omp_thread(enabled, max(threads, os.cpu_count() or 1))
+    pool = threads if threads is not None else max(current, os.cpu_count() or 1)
+    reached = pool <= 1 or _run_on_every_omp_thread(enabled, pool)
     if enabled and not (reached and (not verify or denormals_flushed())):
         log.warning(
             "flush_denormals: set on the main thread only (%d intra-op threads); products that "
             "meet subnormal floats may run slower on some threads",
-            threads,
+            current,
         )
         return False
     return enabled
