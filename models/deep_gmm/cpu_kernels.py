@@ -9,17 +9,14 @@ layer runs its eager stages: same results, slower.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import platform
-import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import Tensor
+
+from core.cpp_build import build_extension, failure_reason
 
 from .gmm_stages import GMMStages
 
@@ -37,50 +34,11 @@ _failure: str | None = None
 _stages: GMMStages | None = None
 
 
-def _thread_flags() -> list[str]:
-    """OpenMP for at::parallel_for on Linux (the extension then shares torch's libgomp)."""
-    return ["-fopenmp"] if platform.system() == "Linux" else []
-
-
-def _vector_flags() -> list[str]:
-    """Compile for the vector ISA torch dispatches to here (AVX2 on x86-64), else portable code."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if platform.machine().lower() in ("x86_64", "amd64") and capability in ("AVX2", "AVX512"):
-        return ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
-    return ["-DCPU_CAPABILITY=DEFAULT"]
-
-
 def load_extension() -> ModuleType:
     """Build (or load the cached build of) the extension; raises if that is impossible."""
     global _extension
     if _extension is None:
-        from torch.utils.cpp_extension import get_default_build_root, load
-
-        flags = ["-O3", *_vector_flags(), *_thread_flags()]
-        key = " ".join([SOURCE.read_text(), *flags, torch.__version__, sys.version])
-        name = f"gmm_cpu_kernels_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
-        build_dir = root / name
-        build_dir.mkdir(parents=True, exist_ok=True)
-        # No lock handling of ours: cpp_extension serialises concurrent builds with an OS file
-        # lock (released by the kernel when a build is killed), so there is nothing stale to clear.
-        if not any(build_dir.glob("*.so")):
-            # A warning so that it shows even where logging is not configured: a silent 30 s
-            # pause before the first step would look like a hang.
-            log.warning(
-                "GMM layer: building its C++ CPU kernels in %s (once per machine, about 30 s)",
-                build_dir,
-            )
-        t0 = time.perf_counter()
-        _extension = load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=flags,
-            extra_ldflags=_thread_flags(),
-            build_directory=str(build_dir),
-            verbose=False,
-        )
-        log.info("GMM layer: C++ CPU kernels ready in %.1f s", time.perf_counter() - t0)
+        _extension = build_extension(SOURCE, "gmm_cpu_kernels", log, "GMM layer", "about 30 s")
     return _extension
 
 
@@ -92,7 +50,7 @@ def cpp_stages() -> GMMStages | None:
     try:
         ext = load_extension()
     except Exception as err:  # no compiler, no ninja, unsupported platform
-        _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
+        _failure = failure_reason(err)
         log.warning(
             "GMM layer: the C++ CPU kernels could not be built (%s); using the eager kernels "
             "(same results, slower at the paper's size). Install a C++ compiler and ninja to get "
