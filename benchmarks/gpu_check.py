@@ -64,6 +64,20 @@ def run_steps(device: str) -> list[Step]:
     ]
 
 
+# deep_gmm_speed at a toy size: the dry run checks the arguments and the code path, not a figure
+GMM_SMOKE = [
+    "--batch",
+    "8",
+    "--in-features",
+    "32",
+    "--states",
+    "24",
+    "--dim",
+    "8",
+    "--repeats",
+    "1",
+]
+
 CPU_STEPS = [
     Step(
         "cpu_sleep_tsr_train_step",
@@ -76,18 +90,7 @@ CPU_STEPS = [
         "cpu_deep_gmm_speed",
         "benchmarks/deep_gmm_speed.py",
         ["--device", "cpu", "--repeats", "8", "--naive-batch", "0", "--no-two-mm"],
-        smoke=[
-            "--batch",
-            "8",
-            "--in-features",
-            "32",
-            "--states",
-            "24",
-            "--dim",
-            "8",
-            "--repeats",
-            "1",
-        ],
+        smoke=GMM_SMOKE,
         timeout=240,
     ),
 ]
@@ -109,18 +112,7 @@ GPU_STEPS = [
         "cuda_deep_gmm_speed",
         "benchmarks/deep_gmm_speed.py",
         ["--device", "cuda", "--repeats", "20"],
-        smoke=[
-            "--batch",
-            "8",
-            "--in-features",
-            "32",
-            "--states",
-            "24",
-            "--dim",
-            "8",
-            "--repeats",
-            "1",
-        ],
+        smoke=GMM_SMOKE,
     ),
     Step(
         "cuda_sd_mae_speed",

@@ -58,6 +58,10 @@ class PaperRun:
         return [f"+experiment={self.preset}", *(self.short if short else self.full)]
 
 
+# The CPU-sized DeepConvLSTM of the frailty rows (docs/frailty.md), and their epochs short / full.
+_FRAILTY_CPU = ("model.conv_filters=[16]", "model.lstm_units=[32]")
+_FRAILTY_SHORT, _FRAILTY_FULL = "trainer.max_epochs=6", "trainer.max_epochs=10"
+
 RUNS: tuple[PaperRun, ...] = (
     PaperRun(
         name="sleep_tsr",
@@ -116,8 +120,8 @@ RUNS: tuple[PaperRun, ...] = (
         paper_value=None,
         paper_source="the paper reports the window split only",
         meaning="participants disjoint between train and test: what a screening tool faces",
-        short=("model.conv_filters=[16]", "model.lstm_units=[32]", "trainer.max_epochs=6"),
-        full=("model.conv_filters=[16]", "model.lstm_units=[32]", "trainer.max_epochs=10"),
+        short=(*_FRAILTY_CPU, _FRAILTY_SHORT),
+        full=(*_FRAILTY_CPU, _FRAILTY_FULL),
     ),
     PaperRun(
         name="frailty_window",
@@ -131,18 +135,8 @@ RUNS: tuple[PaperRun, ...] = (
         paper_source="Sec. 4, GSTRIDE, window shuffle 75/12.5/12.5",
         meaning="windows of one walker in train and test: the score includes recognising "
         "the walker (docs/frailty.md)",
-        short=(
-            "datamodule.split=window",
-            "model.conv_filters=[16]",
-            "model.lstm_units=[32]",
-            "trainer.max_epochs=6",
-        ),
-        full=(
-            "datamodule.split=window",
-            "model.conv_filters=[16]",
-            "model.lstm_units=[32]",
-            "trainer.max_epochs=10",
-        ),
+        short=("datamodule.split=window", *_FRAILTY_CPU, _FRAILTY_SHORT),
+        full=("datamodule.split=window", *_FRAILTY_CPU, _FRAILTY_FULL),
     ),
     PaperRun(
         name="lowlight_gp",
