@@ -18,3 +18,15 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_default_float_mode():
+    """Every test starts with the CPU's default (subnormals kept): a run started in-process
+    flushes them on every thread (``flush_denormals: true``), which must not leak into the
+    tests after it (some build subnormal inputs on purpose)."""
+    from core.denormals import denormals_flushed, flush_denormals
+
+    if denormals_flushed():
+        flush_denormals(False)
+    yield
