@@ -47,6 +47,7 @@ CPU_MODEL = dict(
     img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, decoder_dim=96,
     decoder_depth=2, decoder_heads=3, mask_ratio=0.75,
 )  # fmt: skip
+DEVICE = torch.device("cpu")  # --device
 HEADS = dict(head_hidden_dim=256, head_bottleneck_dim=64, head_out_dim=512)
 # name -> (method, objective overrides)
 SETTINGS: dict[str, tuple[str, dict]] = {
@@ -151,7 +152,7 @@ def _features(net: MaskedAutoencoder, loader) -> tuple[np.ndarray, np.ndarray]:
     net.eval()
     xs, ys = [], []
     for x, y in loader:
-        xs.append(net.encoder(x).mean(dim=1).numpy())
+        xs.append(net.encoder(x.to(DEVICE)).mean(dim=1).cpu().numpy())
         ys.append(y.numpy())
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -166,7 +167,7 @@ def _collapse_stats(net: MaskedAutoencoder, obj: PretrainObjective, loader) -> d
     with torch.random.fork_rng():  # masks drawn here must not shift the training stream
         torch.manual_seed(12345)
         for x, _ in loader:
-            out = net(x)
+            out = net(x.to(DEVICE))
             qs.append(obj.student_head(out.enc_vis))
             ps.append(obj.teacher_head(out.dec_vis))
     q, p = torch.cat(qs), torch.cat(ps)
@@ -203,8 +204,9 @@ def run(
 ) -> dict:
     method, over = SETTINGS[name]
     torch.manual_seed(seed)
-    net = MaskedAutoencoder(**CPU_MODEL)
+    net = MaskedAutoencoder(**CPU_MODEL).to(DEVICE)
     obj = PretrainObjective(method, net.embed_dim, net.decoder_dim, **{**HEADS, **over})
+    obj.to(DEVICE)
     params = list(net.named_parameters()) + [(f"o.{k}", v) for k, v in obj.named_parameters()]
     opt = torch.optim.AdamW(
         decay_groups(params, 0.05), lr=scaled_lr(base_lr, dm.batch_size), betas=(0.9, 0.95)
@@ -213,7 +215,7 @@ def run(
     loader = dm.train_dataloader()
     sched = build_scheduler(opt, epochs * len(loader), 2 * len(loader))
     ratio = float("nan")
-    x0 = next(iter(loader))[0]
+    x0 = next(iter(loader))[0].to(DEVICE)
     out = obj(net(x0))
     if "aux" in out:
         a = obj.alpha
@@ -225,7 +227,7 @@ def run(
         obj.set_epoch(ep)
         sums: dict[str, float] = {}
         for x, _ in loader:
-            out = obj(net(x))
+            out = obj(net(x.to(DEVICE)))
             opt.zero_grad()
             out["loss"].backward()
             opt.step()
@@ -260,9 +262,16 @@ def main() -> None:
     ap.add_argument("--base-lr", type=float, default=1.5e-3)
     ap.add_argument("--data-dir", default="data/embedded")
     ap.add_argument("--collapse", action="store_true", help="per-epoch collapse read-out (val)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (figures above: cpu)")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     torch.set_num_threads(1)
-    print(f"cpu: {_cpu_model()}  torch {torch.__version__}  threads 1  epochs {a.epochs}")
+    dev = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
+    print(
+        f"cpu: {_cpu_model()}  device {dev}  torch {torch.__version__}  threads 1  "
+        f"epochs {a.epochs}  seed {a.seed}"
+    )
     dm = SDMAEDataModule("embedded", embedded_dir=a.data_dir, img_size=64, seed=a.seed)
     dm.setup("fit")
     for name in a.settings:

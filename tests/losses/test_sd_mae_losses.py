@@ -1,10 +1,12 @@
 """SD-MAE losses checked on hand-made tensors."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from experiments.sd_mae.objective import PretrainObjective
 from losses.sd_mae import SelfDistillLoss, masked_mse, nt_xent
@@ -105,6 +107,23 @@ def test_centring_and_a_teacher_shared_by_every_image(center_on):
         assert loss.last_prototypes == 1  # the shared output, for every image
         assert loss.last_teacher_entropy < 0.1  # near one-hot ...
         assert loss.last_batch_entropy == pytest.approx(loss.last_teacher_entropy, abs=0.05)
+
+
+def test_cpu_preset_distillation_gives_each_image_its_own_target():
+    """The settings ``+experiment=sd_mae`` trains with, on a teacher whose outputs share one
+    dominant output across images (what its heads produce at init: cosine 0.99 between images):
+    every image must keep its own target. The authors' probability centring, the preset before
+    this check, gives all 8 images one target and collapsed the term to 0.0003 by epoch 30."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = OmegaConf.load(root / "conf/experiment/sd_mae.yaml").module.objective
+    keys = ("student_temp", "teacher_temp", "use_centering", "stop_grad_teacher", "token_reduce")
+    opts = {k: cfg[k] for k in keys}
+    loss = SelfDistillLoss(16, center_on=cfg.center_on, sinkhorn_iters=cfg.sinkhorn_iters, **opts)
+    t = _common_plus_own()
+    for _ in range(100):
+        loss(torch.randn_like(t), t)
+    assert loss.last_prototypes == 8
+    assert loss.last_batch_entropy > loss.last_teacher_entropy + 1.0
 
 
 def test_collapse_stats_of_a_constant_teacher():
