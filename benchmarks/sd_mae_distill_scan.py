@@ -194,6 +194,33 @@ def _collapse_stats(net: MaskedAutoencoder, obj: PretrainObjective, loader) -> d
     }
 
 
+@torch.no_grad()
+def _init_spread(net: MaskedAutoencoder, obj: PretrainObjective, loader) -> str:
+    """How much the heads' token-mean outputs differ between images (before any training)."""
+    net.eval()
+    parts = []
+    with torch.random.fork_rng():
+        torch.manual_seed(12345)
+        outs = [net(x.to(DEVICE)) for x, _ in loader]
+    for side, head, attr in (
+        ("teacher", obj.teacher_head, "dec_vis"),
+        ("student", obj.student_head, "enc_vis"),
+    ):
+        feats = torch.cat([getattr(o, attr) for o in outs])
+        z = torch.nn.functional.normalize(
+            torch.nn.functional.normalize(head.mlp(feats), dim=-1).mean(1), dim=-1
+        )
+        cos = z @ z.T
+        off = cos[~torch.eye(len(cos), dtype=torch.bool, device=cos.device)].mean()
+        logits = head(feats).mean(1)
+        parts.append(
+            f"{side}: bottleneck cosine between images {float(off):.3f}, logit std over images "
+            f"{float(logits.std(0).mean()):.4f} vs over outputs {float(logits.std(1).mean()):.3f}"
+        )
+    net.train()
+    return "   at init (val): " + "; ".join(parts)
+
+
 def run(
     name: str,
     epochs: int,
@@ -215,6 +242,8 @@ def run(
     loader = dm.train_dataloader()
     sched = build_scheduler(opt, epochs * len(loader), 2 * len(loader))
     ratio = float("nan")
+    if collapse and method != "mae":
+        print(_init_spread(net, obj, dm.val_dataloader()), flush=True)
     x0 = next(iter(loader))[0].to(DEVICE)
     out = obj(net(x0))
     if "aux" in out:
