@@ -41,6 +41,7 @@ class PretrainObjective(nn.Module):
         center_on: str = "logits",
         warmup_teacher_temp: float | None = None,
         warmup_teacher_temp_epochs: int = 0,
+        sinkhorn_iters: int = 3,
         contrastive_tau: float = 0.5,
     ) -> None:
         super().__init__()
@@ -72,6 +73,7 @@ class PretrainObjective(nn.Module):
                 center_on,
                 warmup_teacher_temp,
                 warmup_teacher_temp_epochs,
+                sinkhorn_iters,
             )
 
     def forward(self, out: MAEOutput) -> dict[str, torch.Tensor]:
@@ -85,7 +87,11 @@ class PretrainObjective(nn.Module):
         if self.method == "sdmae":
             aux = self.distill(q, p)
             # the term's scale: ln K when inactive (uniform teacher), teacher entropy below it
-            extra["distill_teacher_entropy"] = torch.tensor(self.distill.last_teacher_entropy)
+            d = self.distill
+            extra["distill_teacher_entropy"] = torch.tensor(d.last_teacher_entropy)
+            # a constant teacher (collapse): batch-mean entropy ~ per-row entropy, 1 prototype
+            extra["distill_teacher_batch_entropy"] = torch.tensor(d.last_batch_entropy)
+            extra["distill_teacher_prototypes"] = torch.tensor(float(d.last_prototypes))
             extra["distill_teacher_temp"] = torch.tensor(float(self.distill.teacher_temp))
         else:
             aux = nt_xent(q.mean(dim=1), p.mean(dim=1), self.tau)

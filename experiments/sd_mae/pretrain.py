@@ -10,6 +10,7 @@ import torch
 from core.checks import ConfigError, check_choice, check_positive, check_range
 from experiments.sd_mae.objective import METHODS, PretrainObjective
 from experiments.sd_mae.optim import build_scheduler, decay_groups, scaled_lr, steps_for
+from losses.sd_mae.self_distill import CENTER_ON, TOKEN_REDUCE
 from models.sd_mae.mae import MaskedAutoencoder
 
 # "supervised" is the paper's baseline row: nothing is pre-trained, the chained pipeline goes
@@ -54,6 +55,12 @@ class MAEPretrain(L.LightningModule):
         obj = dict(objective or {})
         if "alpha" in obj:
             check_range("module.objective.alpha", obj["alpha"], 0, 1)
+        if "center_on" in obj:
+            check_choice("module.objective.center_on", obj["center_on"], CENTER_ON)
+        if "token_reduce" in obj:
+            check_choice("module.objective.token_reduce", obj["token_reduce"], TOKEN_REDUCE)
+        if "sinkhorn_iters" in obj:
+            check_positive("module.objective.sinkhorn_iters", obj["sinkhorn_iters"], integer=True)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self.method = method

@@ -93,6 +93,15 @@ def test_pretrain_rejects_unknown_method():
         MAEPretrain(tiny_mae(), method="beit")
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("center_on", "ema"), ("token_reduce", "max"), ("sinkhorn_iters", 0)],
+)
+def test_pretrain_rejects_bad_distillation_option(key, value):
+    with pytest.raises(ConfigError, match=f"module.objective.{key}"):
+        MAEPretrain(tiny_mae(), objective={**HEAD, key: value})
+
+
 @pytest.mark.parametrize("method", ["sdmae"])  # the other objectives: tests/losses
 def test_pretrain_step_and_lightning_ckpt_feeds_probe(method, tmp_path):
     torch.manual_seed(0)

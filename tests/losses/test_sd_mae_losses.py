@@ -1,10 +1,12 @@
 """SD-MAE losses checked on hand-made tensors."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from experiments.sd_mae.objective import PretrainObjective
 from losses.sd_mae import SelfDistillLoss, masked_mse, nt_xent
@@ -72,6 +74,91 @@ def test_teacher_temperature_warmup_is_linear_then_constant():
         loss.set_epoch(ep)
         temps.append(loss.teacher_temp)
     assert temps == pytest.approx([0.04, 0.05, 0.06, 0.07, 0.07, 0.07])
+
+
+def _common_plus_own(batch: int = 8, k: int = 16, own: float = 0.3) -> torch.Tensor:
+    """Teacher logits (B, 1, K) in the DINO head's cosine range: one output shared by every
+    image (1.0 vs -0.5) plus a small image-specific bump on output ``i + 1`` for image ``i``."""
+    t = torch.full((batch, 1, k), -0.5)
+    t[:, :, 0] = 1.0
+    for i in range(batch):
+        t[i, 0, i + 1] += own
+    return t
+
+
+@pytest.mark.parametrize("center_on", ["logits", "probs"])
+def test_centring_and_a_teacher_shared_by_every_image(center_on):
+    """The CPU preset's collapse on tensors: the teacher's logits share one dominant output
+    across images. Centring on the EMA of teacher *logits* (DINO) subtracts the shared part and
+    every image keeps its own target; centring on the EMA of *probabilities* (the authors' code)
+    subtracts at most 1 from a shared lead of 1.5 / 0.04 temperature units, so every image gets
+    the same near one-hot target: zero information about the image, and a term the student can
+    drive to ~0 (docs/sd_mae.md, "collapse")."""
+    t = _common_plus_own()
+    s = torch.randn_like(t)
+    loss = SelfDistillLoss(16, 0.1, 0.04, 0.9, center_on=center_on)
+    for _ in range(100):  # ~ the EMA's settling time, several times over
+        loss(s, t)
+    if center_on == "logits":
+        assert loss.last_prototypes == 8  # one target per image
+        assert loss.last_teacher_entropy < 0.2
+        assert loss.last_batch_entropy > math.log(8) - 0.1  # spread over the 8 images' outputs
+    else:
+        assert loss.last_prototypes == 1  # the shared output, for every image
+        assert loss.last_teacher_entropy < 0.1  # near one-hot ...
+        assert loss.last_batch_entropy == pytest.approx(loss.last_teacher_entropy, abs=0.05)
+
+
+def test_cpu_preset_distillation_gives_each_image_its_own_target():
+    """The settings ``+experiment=sd_mae`` trains with, on a teacher whose outputs share one
+    dominant output across images (what its heads produce at init: cosine 0.99 between images):
+    every image must keep its own target. The authors' probability centring, the preset before
+    this check, gives all 8 images one target and collapsed the term to 0.0003 by epoch 30."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = OmegaConf.load(root / "conf/experiment/sd_mae.yaml").module.objective
+    keys = ("student_temp", "teacher_temp", "use_centering", "stop_grad_teacher", "token_reduce")
+    opts = {k: cfg[k] for k in keys}
+    loss = SelfDistillLoss(16, center_on=cfg.center_on, sinkhorn_iters=cfg.sinkhorn_iters, **opts)
+    t = _common_plus_own()
+    for _ in range(100):
+        loss(torch.randn_like(t), t)
+    assert loss.last_prototypes == 8
+    assert loss.last_batch_entropy > loss.last_teacher_entropy + 1.0
+
+
+def test_collapse_stats_of_a_constant_teacher():
+    loss = SelfDistillLoss(8, 1.0, 1.0, use_centering=False, token_reduce="mean")
+    t = torch.randn(1, 3, 8).expand(5, 3, 8)  # every image: the same teacher output
+    loss(torch.randn(5, 3, 8), t)
+    assert loss.last_prototypes == 1
+    assert loss.last_batch_entropy == pytest.approx(loss.last_teacher_entropy, abs=1e-5)
+    assert 0 < loss.last_teacher_entropy < math.log(8)
+
+
+@pytest.mark.parametrize("stop_grad", [False, True])
+def test_sinkhorn_balances_a_teacher_whose_images_barely_differ(stop_grad):
+    """``center_on="sinkhorn"``: each teacher row is a distribution, every output gets the same
+    mass over the batch, and per-image differences of 0.01 (far below the shared lead) still
+    decide each image's target; gradient reaches the teacher unless stopped."""
+    t = _common_plus_own(batch=8, k=8 + 1, own=0.01)[:, :, 1:].clone()  # K = 8 = B
+    t[:, :, 0] += 0.5  # shared lead of 0.5 on one output
+    t.requires_grad_(True)
+    loss = SelfDistillLoss(
+        8, 0.1, 0.04, center_on="sinkhorn", sinkhorn_iters=50, stop_grad_teacher=stop_grad
+    )
+    probs = loss.teacher_probs(t.reshape(8, 8)).detach()
+    assert torch.allclose(probs.sum(-1), torch.ones(8), atol=1e-5)
+    assert torch.allclose(probs.sum(0), torch.ones(8), atol=1e-2)  # B / K each
+    assert probs.argmax(-1).tolist() == list(range(8))
+    with torch.no_grad():
+        plain = F.softmax(t.reshape(8, 8) / 0.04, -1)
+    assert plain.argmax(-1).unique().numel() == 1  # without balancing: one target for all
+    loss(torch.randn(8, 1, 8, requires_grad=True), t).backward()
+    assert (t.grad is None) == stop_grad
+    assert loss.last_prototypes == 8
+    assert torch.equal(loss.center, torch.zeros(1, 8))  # no EMA centre in this mode
+    with pytest.raises(ValueError, match="sinkhorn_iters"):
+        SelfDistillLoss(8, center_on="sinkhorn", sinkhorn_iters=0)
 
 
 @pytest.mark.parametrize("stop_grad", [False, True])
