@@ -134,8 +134,8 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def read_section(text: str, name: str) -> str | None:
     """The body of a marked block, or None."""
-    found = re.search(
-        re.escape(f"<!-- {name}:start -->") + r"\n(.*?)\n" + re.escape(f"<!-- {name}:end -->"),
+    found = re.search(  # an empty block (start and end on consecutive lines) reads as ""
+        re.escape(f"<!-- {name}:start -->") + r"\n?(.*?)\n?" + re.escape(f"<!-- {name}:end -->"),
         text,
         re.S,
     )

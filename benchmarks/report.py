@@ -200,12 +200,18 @@ def write(out_md: Path, readme: Path | None, work: Path, quick: bool, header: st
     out_md.write_text(text)
     print(f"wrote {out_md}")
     if readme and readme.exists():
-        readme_text = readme.read_text()
-        for name in ("report-header", *SECTIONS, "gpu-check"):
-            if read_section(readme_text, name) is not None:  # the README opts in per block
-                readme_text = replace_section(readme_text, name, read_section(text, name))
-        readme.write_text(readme_text)
-        print(f"copied the blocks into {readme}")
+        copy_into_readme(text, readme)
+
+
+def copy_into_readme(results_text: str, readme: Path) -> None:
+    """Copy docs/results.md's blocks into the README's blocks of the same names (opt-in)."""
+    readme_text = readme.read_text()
+    for name in ("report-header", *SECTIONS, "gpu-check"):
+        block = read_section(results_text, name)
+        if block is not None and read_section(readme_text, name) is not None:
+            readme_text = replace_section(readme_text, name, block)
+    readme.write_text(readme_text)
+    print(f"copied the blocks into {readme}")
 
 
 def main() -> int:

@@ -59,9 +59,19 @@ def test_readme_figures_match_docs_results():
     """The README's figure tables are the report's, never edited by hand."""
     results = (ROOT / "docs" / "results.md").read_text()
     readme = (ROOT / "README.md").read_text()
-    for name in (*SECTIONS, "gpu-check"):
-        if (block := read_section(readme, name)) is not None:
-            assert block == read_section(results, name), f"README block {name!r} was edited"
+    for name in ("report-header", *SECTIONS, "gpu-check"):
+        block = read_section(readme, name)
+        assert block, f"README block {name!r} is missing or empty"
+        assert block == read_section(results, name), f"README block {name!r} was edited"
+
+
+def test_an_empty_block_is_read_and_filled(tmp_path):
+    """The README ships its blocks empty-able: an empty block must still be found and filled."""
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- results:start -->\n<!-- results:end -->\nb\n")
+    assert read_section(readme.read_text(), "results") == ""
+    write(tmp_path / "results.md", readme, tmp_path, quick=False, header="Machine: test")
+    assert "| paper | run |" in read_section(readme.read_text(), "results")
 
 
 def test_every_paper_has_a_result_row():
