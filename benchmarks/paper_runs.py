@@ -101,9 +101,9 @@ RUNS: tuple[PaperRun, ...] = (
         paper_value=0.9482,
         paper_source="Table 1, NCT-CRC-HE, SD-MAE (fine-tuned)",
         meaning="a 0.8 M-parameter ViT on 1,350 synthetic tiles vs ViT-S for 100 epochs on 89k "
-        "real ones; at the tour's 8 epochs the probe is level with a random-init encoder; at the "
-        "preset's 30 SD-MAE's probe is within one std of it and MAE's 10 points above "
-        "(docs/sd_mae.md)",
+        "real ones; one seed at the tour's 8 epochs cannot separate the probe from a random-init "
+        "encoder; over 3 seeds at the preset's 30, SD-MAE's probe is within one std of it and "
+        "MAE's 8-11 points above (docs/sd_mae.md)",
         short=(
             "pipeline.pretrain_epochs=8",
             "pipeline.probe_epochs=8",
