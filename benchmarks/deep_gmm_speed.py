@@ -147,7 +147,7 @@ def make_gemm_step(
     batch: int, states: int, dim: int, comps: int, device: torch.device
 ) -> Callable[[], None]:
     """The GMM layer's three matrix products per block at its shapes, nothing else."""
-    chunk = default_chunk_states(states, comps, device)
+    chunk = default_chunk_states(states, comps, device, dim)
     gen = torch.Generator().manual_seed(0)
     x2 = torch.randn(batch, 2 * dim, generator=gen).to(device)
     w = torch.randn(states * comps, 2 * dim, generator=gen).to(device)

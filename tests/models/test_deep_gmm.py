@@ -288,3 +288,33 @@ def test_variance_floor_is_applied_only_where_a_block_needs_it():
     for u, v in zip(ga, gb):
         torch.testing.assert_close(u, v)
     assert ga[2].view(S, G, D)[2:].abs().max() == 0  # floored log-variances get no gradient
+
+
+def test_cpu_blocks_are_sized_to_the_l2_cache(monkeypatch, tmp_path):
+    """256 components per block on a 512 KB L2 (AMD EPYC), 1024 on 2 MB (Xeon) or unknown."""
+    import torch
+
+    from models.deep_gmm import gmm_function as gf
+
+    def with_l2(text):
+        size = tmp_path / "size"
+        if text is None:
+            size.unlink(missing_ok=True)
+        else:
+            size.write_text(text + "\n")
+        monkeypatch.setattr(gf, "L2_SIZE_FILE", size)
+        gf.l2_cache_bytes.cache_clear()
+
+    cpu = torch.device("cpu")
+    with_l2("512K")
+    assert gf.l2_block_rows(272) == 256 and gf.default_chunk_states(2432, 5, cpu, 272) == 51
+    with_l2("2048K")
+    assert gf.l2_block_rows(272) == 1024
+    with_l2("1M")
+    assert gf.l2_block_rows(272) == 512 and gf.l2_block_rows(8) == 1024  # clamped
+    with_l2(None)
+    assert gf.l2_block_rows(272) == 1024
+    monkeypatch.setattr(gf, "CPU_CHUNK_ROWS", 100)
+    assert gf.default_chunk_states(2432, 5, cpu, 272) == 20
+    assert gf.default_chunk_states(2432, 5, torch.device("meta"), 272) == 2432
+    gf.l2_cache_bytes.cache_clear()
