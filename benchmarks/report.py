@@ -63,6 +63,7 @@ BENCHMARKS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("lowlight_gp_speed", [], ["--repeats", "1", "--skip-gpytorch"]),
 )
 SECTIONS = ("benchmarks", "results")
+EARLIER = "Kept rows may come from an earlier pass:"
 
 
 def run_benchmarks(work: Path, quick: bool, names: set[str] | None = None) -> None:
@@ -263,9 +264,10 @@ def main() -> int:
     out_md = (ROOT / args.out).resolve()
     earlier = read_section(out_md.read_text(), "report-header") if out_md.exists() else None
     if names is not None and not args.render and earlier:
-        # the kept rows' provenance: the first two lines of the earlier header, quoted
-        quoted = " ".join(earlier.splitlines()[:2])
-        header += f"\nThe kept rows come from the earlier pass: {quoted}"
+        # the kept rows' provenance: every earlier pass, newest first, one line each
+        lines = earlier.splitlines()
+        passes = [" ".join(lines[:2])] + [line for line in lines[2:] if line.startswith(EARLIER)]
+        header += "".join(f"\n{EARLIER} {p.removeprefix(EARLIER).strip()}" for p in passes)
     write(out_md, (ROOT / args.readme) if args.readme else None, work,
           args.quick, header)  # fmt: skip
     return 0
