@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import add_common_args, describe, machine, resolve_device  # noqa: E402
 from benchmarks.deep_gmm_speed import GMMHead, make_step  # noqa: E402
 from models.deep_gmm import gmm_function  # noqa: E402
-from models.deep_gmm.gmm_function import l2_block_rows  # noqa: E402
+from models.deep_gmm.gmm_function import default_chunk_states, l2_block_rows  # noqa: E402
 
 
 def l2_size() -> str:
@@ -94,7 +94,13 @@ def main() -> None:
     print(f"default: rows {auto} (L2-sized), save {default[1]}; median of {args.repeats} steps")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:16s} {med * 1e3:8.1f} ms  {med / base:5.2f}x softmax")
+        rows = settings[name][0] if name in settings else None
+        states = ""
+        if rows is not None:  # the block holds whole vectors of states (STATE_MULTIPLE)
+            gmm_function.CPU_CHUNK_ROWS = rows
+            states = f"  ({default_chunk_states(2432, 5, cpu, 272)} states a block)"
+            gmm_function.CPU_CHUNK_ROWS = default[0]
+        print(f"{name:16s} {med * 1e3:8.1f} ms  {med / base:5.2f}x softmax{states}")
 
 
 if __name__ == "__main__":

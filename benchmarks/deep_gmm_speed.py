@@ -63,6 +63,7 @@ from benchmarks.common import machine as machine_record  # noqa: E402
 from benchmarks.studies import STUDIES  # noqa: E402
 from core.denormals import denormals_flushed, flush_denormals  # noqa: E402
 from models.deep_gmm import GMMLayer, OnlineLogPrior, gmm_function, naive_gmm_nll  # noqa: E402
+from models.deep_gmm.cpu_kernels import kernel_isa  # noqa: E402
 from models.deep_gmm.gmm_function import default_chunk_states  # noqa: E402
 
 
@@ -426,6 +427,9 @@ def main() -> None:
     t0 = time.perf_counter()
     steps["gmm"]()  # the first call builds (or loads) the C++ kernels
     print(f"gmm first step (builds or loads its C++ kernels): {time.perf_counter() - t0:.1f} s")
+    if device.type == "cpu":
+        chunk = default_chunk_states(args.states, args.components, device, args.dim)
+        print(f"GMM C++ kernels built for {kernel_isa()}; blocks of {chunk} states")
     flush_denormals(False, verify=False)  # count what the CPU would make without the flush
     before, after = subnormal_shares(steps["gmm"])
     flushed = flush_denormals(flushed) and flushed
@@ -515,6 +519,8 @@ def main() -> None:
     figures["optimizer"] = args.optimizer
     figures["subnormal_before_flush"] = before
     figures["flush_denormals"] = flushed
+    if device.type == "cpu":
+        figures["kernel_isa"] = kernel_isa()
     figures["projected_study_hours"] = round(study.projected_hours(medians["gmm"]), 2)
     write_record(args.json, "deep_gmm_speed", info, figures)
 

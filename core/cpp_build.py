@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["build_extension", "failure_reason", "thread_flags", "vector_flags"]
+__all__ = ["build_extension", "failure_reason", "thread_flags", "vector_flags", "vector_isa"]
 
 
 def thread_flags() -> list[str]:
@@ -29,10 +29,30 @@ def thread_flags() -> list[str]:
     return ["-fopenmp"] if platform.system() == "Linux" else []
 
 
-def vector_flags() -> list[str]:
-    """Compile for the vector ISA torch dispatches to here (AVX2 on x86-64), else portable code."""
+# torch's own flags for its AVX-512 kernels (the CPU_CAPABILITY_AVX512 build of ATen).
+AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma"]
+
+
+def vector_isa(avx512: bool = False) -> str:
+    """The ISA an extension is compiled for here: torch's dispatch capability ("AVX512" only when
+    the caller opts in, else "AVX2") on x86-64, "DEFAULT" (portable code) elsewhere.
+    ``ATEN_CPU_CAPABILITY=avx2`` lowers torch's capability, and so this, on an AVX-512 CPU."""
     capability = torch.backends.cpu.get_cpu_capability()
-    if platform.machine().lower() in ("x86_64", "amd64") and capability in ("AVX2", "AVX512"):
+    if platform.machine().lower() not in ("x86_64", "amd64") or capability not in (
+        "AVX2",
+        "AVX512",
+    ):
+        return "DEFAULT"
+    return "AVX512" if avx512 and capability == "AVX512" else "AVX2"
+
+
+def vector_flags(avx512: bool = False) -> list[str]:
+    """Compiler flags for ``vector_isa(avx512)``. AVX-512 is opt-in: a kernel must carry its
+    own AVX-512 paths for any intrinsics it uses under ``CPU_CAPABILITY_AVX2``."""
+    isa = vector_isa(avx512)
+    if isa == "AVX512":
+        return [*AVX512_FLAGS, "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
+    if isa == "AVX2":
         return ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     return ["-DCPU_CAPABILITY=DEFAULT"]
 
@@ -44,16 +64,18 @@ def build_extension(
     what: str,
     expected: str,
     python_module: bool = True,
+    avx512: bool = False,
 ) -> Any:
     """Build (or load the cached build of) ``source``; raises if that is impossible.
 
     ``what`` names the kernels in the log ("GMM layer"), ``expected`` the first build's duration
     ("about 30 s"). With ``python_module=False`` the source registers ``torch.ops`` itself (no
-    pybind11 headers) and the return value is cpp_extension's, not a module.
+    pybind11 headers) and the return value is cpp_extension's, not a module. ``avx512`` compiles
+    for AVX-512 where torch dispatches to it (``vector_flags``).
     """
     from torch.utils.cpp_extension import get_default_build_root, load
 
-    flags = ["-O3", *vector_flags(), *thread_flags()]
+    flags = ["-O3", *vector_flags(avx512), *thread_flags()]
     key = " ".join([source.read_text(), *flags, torch.__version__, sys.version])
     name = f"{prefix}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())

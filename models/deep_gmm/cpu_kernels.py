@@ -2,7 +2,7 @@
 
 ``torch.utils.cpp_extension`` compiles the source once per machine (about 30 s; later processes
 load the cached build from ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) with the
-vector width torch itself uses on this CPU. When there is no C++ compiler, or the build fails
+vector width torch itself uses on this CPU (AVX-512 included: ``kernel_isa``). When there is no C++ compiler, or the build fails
 for any other reason, ``cpp_stages()`` logs one warning saying why and returns None, and the
 layer runs its eager stages: same results, slower.
 """
@@ -16,11 +16,11 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from core.cpp_build import build_extension, failure_reason
+from core.cpp_build import build_extension, failure_reason, vector_isa
 
 from .gmm_stages import GMMStages
 
-__all__ = ["cpp_stages", "load_extension", "SOURCE"]
+__all__ = ["cpp_stages", "kernel_isa", "load_extension", "SOURCE"]
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,18 @@ _failure: str | None = None
 _stages: GMMStages | None = None
 
 
+def kernel_isa() -> str:
+    """The vector ISA the kernels are built for here: "AVX512", "AVX2" or "DEFAULT"."""
+    return vector_isa(avx512=True)
+
+
 def load_extension() -> ModuleType:
     """Build (or load the cached build of) the extension; raises if that is impossible."""
     global _extension
     if _extension is None:
-        _extension = build_extension(SOURCE, "gmm_cpu_kernels", log, "GMM layer", "about 30 s")
+        _extension = build_extension(
+            SOURCE, "gmm_cpu_kernels", log, "GMM layer", "about 30 s", avx512=True
+        )
     return _extension
 
 

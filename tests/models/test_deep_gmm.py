@@ -307,7 +307,8 @@ def test_cpu_blocks_are_sized_to_the_l2_cache(monkeypatch, tmp_path):
 
     cpu = torch.device("cpu")
     with_l2("512K")
-    assert gf.l2_block_rows(272) == 256 and gf.default_chunk_states(2432, 5, cpu, 272) == 51
+    # 256 rows are 51 states of 5 components, rounded down to a whole number of 16-wide vectors
+    assert gf.l2_block_rows(272) == 256 and gf.default_chunk_states(2432, 5, cpu, 272) == 48
     with_l2("2048K")
     assert gf.l2_block_rows(272) == 1024
     with_l2("1M")
@@ -315,6 +316,9 @@ def test_cpu_blocks_are_sized_to_the_l2_cache(monkeypatch, tmp_path):
     with_l2(None)
     assert gf.l2_block_rows(272) == 1024
     monkeypatch.setattr(gf, "CPU_CHUNK_ROWS", 100)
-    assert gf.default_chunk_states(2432, 5, cpu, 272) == 20
+    assert gf.default_chunk_states(2432, 5, cpu, 272) == 16
+    monkeypatch.setattr(gf, "CPU_CHUNK_ROWS", 60)  # fewer states than one vector: kept as they are
+    assert gf.default_chunk_states(2432, 5, cpu, 272) == 12
+    assert gf.default_chunk_states(10, 5, cpu, 272) == 10
     assert gf.default_chunk_states(2432, 5, torch.device("meta"), 272) == 2432
     gf.l2_cache_bytes.cache_clear()

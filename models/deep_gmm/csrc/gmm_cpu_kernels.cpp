@@ -4,7 +4,8 @@
 // makes one pass over a block of states where the eager torch ops make three to six, and uses
 // ATen's vectorised exp_u20 (a degree-5 polynomial instead of SLEEF's u10 exp: ~1e-6 relative
 // error, far inside what the float64 tests allow; it returns 0, not a subnormal, below
-// log(FLT_MIN)) and log. forward_blocks / backward_blocks run the whole block loops, so no
+// log(FLT_MIN)) and log, 8 floats wide (AVX2) or 16 (AVX-512, where torch dispatches to it: the
+// Xeon's MKL products are AVX-512, and AVX2 stages there cost 0.30x of a softmax step). forward_blocks / backward_blocks run the whole block loops, so no
 // Python runs between blocks. All tensors are float32. Means enter relative to the expansion
 // centre c (the batch mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form
 // exact far from 0. A block holds states [s0, s0 + n) component-major: row (i, j) of a block is
@@ -20,12 +21,23 @@
 #include <limits>
 #include <vector>
 #include <cstdint>
-#if defined(CPU_CAPABILITY_AVX2)
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
 #include <immintrin.h>
+#define GMM_STREAM_STORES 1
 #endif
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
+#if defined(GMM_STREAM_STORES)
+// A store that bypasses the cache (the destination must be aligned to a whole vector).
+static inline void stream_store(float* p, const Vec& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+  _mm512_stream_ps(p, v);
+#else
+  _mm256_stream_ps(p, v);
+#endif
+}
+#endif
 // Up to this many components per state, densities() keeps a state's components in registers.
 constexpr int64_t kMaxRegComps = 8;
 
@@ -237,8 +249,8 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
   const Vec half(0.5f), lfv(lf), zero(0.f);
   // The gradients are written once and read only by the optimiser, after the whole layer: stream
   // them past the cache (no read-for-ownership of 2 x 13 MB at the paper's size) when aligned.
-#if defined(CPU_CAPABILITY_AVX2)
-  auto aligned = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % 32 == 0; };
+#if defined(GMM_STREAM_STORES)
+  auto aligned = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % sizeof(Vec) == 0; };
   const bool stream = d % W == 0 && (!need_mu || aligned(gm)) && (!need_lv || aligned(gl));
 #endif
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
@@ -266,10 +278,10 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
           vl = hR - half * s * pv;
           if (mask) vl = Vec::blendv(vl, zero, Vec::loadu(l + k) < lfv);
         }
-#if defined(CPU_CAPABILITY_AVX2)
+#if defined(GMM_STREAM_STORES)
         if (stream) {
-          if (need_mu) _mm256_stream_ps(om + k, vm);
-          if (need_lv) _mm256_stream_ps(ol + k, vl);
+          if (need_mu) stream_store(om + k, vm);
+          if (need_lv) stream_store(ol + k, vl);
           continue;
         }
 #endif
@@ -287,7 +299,7 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
         }
       }
     }
-#if defined(CPU_CAPABILITY_AVX2)
+#if defined(GMM_STREAM_STORES)
     if (stream) _mm_sfence();  // streamed stores visible before the optimiser reads them
 #endif
   });
