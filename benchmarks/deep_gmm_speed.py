@@ -63,7 +63,7 @@ from benchmarks.common import machine as machine_record  # noqa: E402
 from benchmarks.studies import STUDIES  # noqa: E402
 from core.denormals import denormals_flushed, flush_denormals  # noqa: E402
 from models.deep_gmm import GMMLayer, OnlineLogPrior, gmm_function, naive_gmm_nll  # noqa: E402
-from models.deep_gmm.cpu_kernels import kernel_isa  # noqa: E402
+from models.deep_gmm.cpu_kernels import build_failure, kernels_in_use  # noqa: E402
 from models.deep_gmm.gmm_function import default_chunk_states  # noqa: E402
 
 
@@ -372,6 +372,11 @@ def main() -> None:
         help="also time softmax and gmm with subnormals kept (the CPU's default, no FTZ/DAZ)",
     )
     ap.add_argument(
+        "--require-kernels",
+        action="store_true",
+        help="exit 1 when the C++ CPU kernels cannot be built (instead of timing the eager stages)",
+    )
+    ap.add_argument(
         "--breakdown",
         action="store_true",
         help="also time the GMM's matrix products alone and the bottleneck alone",
@@ -429,7 +434,16 @@ def main() -> None:
     print(f"gmm first step (builds or loads its C++ kernels): {time.perf_counter() - t0:.1f} s")
     if device.type == "cpu":
         chunk = default_chunk_states(args.states, args.components, device, args.dim)
-        print(f"GMM C++ kernels built for {kernel_isa()}; blocks of {chunk} states")
+        kernels = kernels_in_use()
+        if kernels is None:  # the layer fell back to its eager stages: say so, loudly
+            print(
+                f"GMM C++ kernels NOT in use ({build_failure()}): the gmm row times the eager "
+                "stages, like gmm_eager"
+            )
+            if args.require_kernels:
+                raise SystemExit(1)
+        else:
+            print(f"GMM stages: {kernels}; blocks of {chunk} states")
     flush_denormals(False, verify=False)  # count what the CPU would make without the flush
     before, after = subnormal_shares(steps["gmm"])
     flushed = flush_denormals(flushed) and flushed
@@ -520,7 +534,7 @@ def main() -> None:
     figures["subnormal_before_flush"] = before
     figures["flush_denormals"] = flushed
     if device.type == "cpu":
-        figures["kernel_isa"] = kernel_isa()
+        figures["kernels"] = kernels_in_use() or f"eager (C++ build failed: {build_failure()})"
     figures["projected_study_hours"] = round(study.projected_hours(medians["gmm"]), 2)
     write_record(args.json, "deep_gmm_speed", info, figures)
 

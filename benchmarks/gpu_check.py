@@ -89,7 +89,16 @@ CPU_STEPS = [
     Step(
         "cpu_deep_gmm_speed",
         "benchmarks/deep_gmm_speed.py",
-        ["--device", "cpu", "--repeats", "8", "--naive-batch", "0", "--no-two-mm"],
+        [
+            "--device",
+            "cpu",
+            "--repeats",
+            "8",
+            "--naive-batch",
+            "0",
+            "--no-two-mm",
+            "--require-kernels",
+        ],  # fmt: skip
         smoke=GMM_SMOKE,
         timeout=240,
     ),

@@ -105,6 +105,9 @@ def build_extension(
 
 
 def failure_reason(err: Exception) -> str:
-    """One line for the fallback warning: the error's type and the last line of its message."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
+    """One line for the fallback warning: the error's type and the compiler's first ``error:``
+    line, else the message's last line (for a failed compile that is only ninja's "build
+    stopped: subcommand failed", which says nothing about why)."""
+    lines = str(err).strip().splitlines()
+    errors = [line.strip() for line in lines if "error:" in line]
+    return f"{type(err).__name__}: {(errors or lines or [''])[0 if errors else -1]}"

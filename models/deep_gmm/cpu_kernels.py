@@ -20,7 +20,7 @@ from core.cpp_build import build_extension, failure_reason, vector_isa
 
 from .gmm_stages import GMMStages
 
-__all__ = ["cpp_stages", "kernel_isa", "load_extension", "SOURCE"]
+__all__ = ["cpp_stages", "kernel_isa", "kernels_in_use", "load_extension", "SOURCE"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,20 @@ _stages: GMMStages | None = None
 def kernel_isa() -> str:
     """The vector ISA the kernels are built for here: "AVX512", "AVX2" or "DEFAULT"."""
     return vector_isa(avx512=True)
+
+
+def kernels_in_use() -> str | None:
+    """What the layer's CPU stages run on: "C++ (AVX512)" and the like, None when the C++ build
+    failed (the layer then runs its eager stages), or "eager" before any layer asked for the C++
+    stages (``kernels='auto'`` keeps small layers on the eager stages)."""
+    if _stages is not None:
+        return f"C++ ({kernel_isa()})"
+    return None if _failure is not None else "eager"
+
+
+def build_failure() -> str | None:
+    """Why the C++ build failed in this process (``failure_reason``), or None."""
+    return _failure
 
 
 def load_extension() -> ModuleType:

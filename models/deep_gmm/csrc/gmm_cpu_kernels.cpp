@@ -38,6 +38,22 @@ static inline void stream_store(float* p, const Vec& v) {
 #endif
 }
 #endif
+// Horizontal sum / max of one vector's lanes (ATen's vec_reduce_all differs in signature
+// between its AVX2 and AVX-512 builds; this runs once per parameter row, so plain code will do).
+static inline float lane_sum(const Vec& v) {
+  float lanes[W];
+  v.store(lanes);
+  float s = 0.f;
+  for (int64_t k = 0; k < W; ++k) s += lanes[k];
+  return s;
+}
+static inline float lane_max(const Vec& v) {
+  float lanes[W];
+  v.store(lanes);
+  float m = lanes[0];
+  for (int64_t k = 1; k < W; ++k) m = lanes[k] > m ? lanes[k] : m;
+  return m;
+}
 // Up to this many components per state, densities() keeps a state's components in registers.
 constexpr int64_t kMaxRegComps = 8;
 
@@ -95,10 +111,7 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
         acc_nl = acc_nl + nl;
         acc_mm = at::vec::fmadd(a, mv, acc_mm);
       }
-      float s_nl = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, acc_nl);
-      float s_mm = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, acc_mm);
-      float mx = at::vec::vec_reduce_all<float>(
-          [](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, acc_mx);
+      float s_nl = lane_sum(acc_nl), s_mm = lane_sum(acc_mm), mx = lane_max(acc_mx);
       for (; k < d; ++k) {
         float nl = -l[k];
         mx = nl > mx ? nl : mx;
