@@ -2,7 +2,8 @@
 
 ``torch.utils.cpp_extension`` compiles the source once per machine (about 30 s; later processes
 load the cached build from ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) with the
-vector width torch itself uses on this CPU (AVX-512 included: ``kernel_isa``). When there is no C++ compiler, or the build fails
+vector width torch itself uses on this CPU, AVX2 on x86-64 (``kernel_isa``; ``AVX512`` opts in to
+16-wide stages where torch dispatches to AVX-512). When there is no C++ compiler, or the build fails
 for any other reason, ``cpp_stages()`` logs one warning saying why and returns None, and the
 layer runs its eager stages: same results, slower.
 """
@@ -29,14 +30,20 @@ SOURCE = Path(__file__).with_name("csrc") / "gmm_cpu_kernels.cpp"
 # log_floor passed to the kernels when there is no variance floor (clamps nothing).
 NO_FLOOR = -3.0e38
 
+# Build 16-wide AVX-512 stages where torch dispatches to AVX-512. Off: on the Intel Xeon of the
+# GPU host (2 MB L2, MKL products in AVX-512) they measured 1.34x and 1.44x of the softmax step
+# against 1.28x and 1.29x with the AVX2 stages (2026-11-28, docs/deep_gmm.md): the stages are
+# bound by memory there, not by vector width. The source compiles either way (a slow test).
+AVX512 = False
+
 _extension: ModuleType | None = None
 _failure: str | None = None
 _stages: GMMStages | None = None
 
 
 def kernel_isa() -> str:
-    """The vector ISA the kernels are built for here: "AVX512", "AVX2" or "DEFAULT"."""
-    return vector_isa(avx512=True)
+    """The vector ISA the kernels are built for here: "AVX2", "DEFAULT" or (``AVX512``) "AVX512"."""
+    return vector_isa(avx512=AVX512)
 
 
 def kernels_in_use() -> str | None:
@@ -58,7 +65,7 @@ def load_extension() -> ModuleType:
     global _extension
     if _extension is None:
         _extension = build_extension(
-            SOURCE, "gmm_cpu_kernels", log, "GMM layer", "about 30 s", avx512=True
+            SOURCE, "gmm_cpu_kernels", log, "GMM layer", "about 30 s", avx512=AVX512
         )
     return _extension
 
@@ -115,6 +122,7 @@ def _make_stages(ext: ModuleType) -> GMMStages:
             s1 - s0,
             NO_FLOOR if lf is None else lf,
             bool(mask),
+            False,  # the weights are in w_block already (the Python loop's prepare)
         )
 
     def forward_blocks(

@@ -84,6 +84,17 @@ def test_cpp_with_frozen_variances_and_input(built):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
 
 
+def test_cpp_with_frozen_means_and_variances(built):
+    """A frozen GMM under trained features: the backward recomputes the weights for the input's
+    gradient alone (no parameter gradients to fuse that pass with)."""
+    x, mu, lv, w = _params(6, 10, 3, 24, seed=3)
+    mu, lv = mu.detach(), lv.detach()
+    out = gmm_nll(x, mu, lv, w, var_floor=0.8, chunk_states=4, kernels="cpp")
+    ref = naive_gmm_nll(x, mu, lv, w, var_floor=0.8)
+    for u, v in zip(torch.autograd.grad(out.sum(), (x, w)), torch.autograd.grad(ref.sum(), (x, w))):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
+
+
 def test_auto_picks_cpp_only_for_paper_size_float32_cpu_layers(built):
     small = _params(2, 3, 2, 4)
     assert gmm_stages.pick_stages("auto", small[0], small[1], small[2]).name == "eager"

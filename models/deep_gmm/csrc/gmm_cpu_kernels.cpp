@@ -4,8 +4,7 @@
 // makes one pass over a block of states where the eager torch ops make three to six, and uses
 // ATen's vectorised exp_u20 (a degree-5 polynomial instead of SLEEF's u10 exp: ~1e-6 relative
 // error, far inside what the float64 tests allow; it returns 0, not a subnormal, below
-// log(FLT_MIN)) and log, 8 floats wide (AVX2) or 16 (AVX-512, where torch dispatches to it: the
-// Xeon's MKL products are AVX-512, and AVX2 stages there cost 0.30x of a softmax step). forward_blocks / backward_blocks run the whole block loops, so no
+// log(FLT_MIN)) and log, 8 floats wide (AVX2), or 16 when built for AVX-512 (cpu_kernels.AVX512). forward_blocks / backward_blocks run the whole block loops, so no
 // Python runs between blocks. All tensors are float32. Means enter relative to the expansion
 // centre c (the batch mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form
 // exact far from 0. A block holds states [s0, s0 + n) component-major: row (i, j) of a block is
@@ -65,6 +64,44 @@ static void check(const torch::Tensor& t, const char* name, bool contiguous = tr
               "gmm_cpu_kernels: ", name, contiguous ? " must be contiguous" : " rows must be contiguous");
 }
 
+// One parameter row's weights: with m = mu - c, mp <- m * prec and pr <- prec = exp(-max(lv,
+// log_floor)) (cap = -log_floor). Returns the sums the constant needs: sum of -max(lv, floor),
+// sum of m^2 prec, and max of -lv (above cap means the floor clamped).
+struct RowSums {
+  float nl, mm, mx;
+};
+static inline RowSums weights_row(const float* m, const float* l, const float* cen, int64_t d,
+                                  float cap, float* mp, float* pr) {
+  const Vec capv(cap);
+  Vec acc_nl(0.f), acc_mm(0.f), acc_mx(-3.0e38f);
+  int64_t k = 0;
+  for (; k + W <= d; k += W) {
+    Vec nl = Vec(0.f) - Vec::loadu(l + k);
+    acc_mx = at::vec::maximum(acc_mx, nl);
+    nl = at::vec::minimum(nl, capv);
+    const Vec p = nl.exp_u20();
+    const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
+    const Vec a = mv * p;
+    p.store(pr + k);
+    a.store(mp + k);
+    acc_nl = acc_nl + nl;
+    acc_mm = at::vec::fmadd(a, mv, acc_mm);
+  }
+  RowSums sums{lane_sum(acc_nl), lane_sum(acc_mm), lane_max(acc_mx)};
+  for (; k < d; ++k) {
+    float nl = -l[k];
+    sums.mx = nl > sums.mx ? nl : sums.mx;
+    nl = nl < cap ? nl : cap;
+    const float p = std::exp(nl);
+    const float mc = m[k] - cen[k];
+    pr[k] = p;
+    mp[k] = mc * p;
+    sums.nl += nl;
+    sums.mm += mp[k] * mc;
+  }
+  return sums;
+}
+
 // With m = mu - c: w_block (g, n, 2d) <- [m * prec, prec] with prec = exp(-max(lv, log_floor));
 // const_out (g, n) <- log w - (m^2 prec + log|Sigma| + d log 2 pi) / 2. Returns whether any
 // variance was floored.
@@ -85,7 +122,6 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
   const int64_t lw0 = log_w.stride(0), lw1 = log_w.stride(1);
   const float cap = static_cast<float>(-log_floor);
   const float c0 = static_cast<float>(d * std::log(2.0 * M_PI));
-  const Vec capv(cap);
   std::atomic<bool> clamped{false};
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -93,38 +129,10 @@ bool prepare(torch::Tensor mu3, torch::Tensor lv3, torch::Tensor log_w, torch::T
       // by component first was a 5-row stride, 1.6x slower at the paper's size on AMD EPYC)
       const int64_t j = r / g, i = r % g;
       const int64_t row = (s0 + j) * g + i;
-      const float* m = mu + row * d;
-      const float* l = lv + row * d;
       float* mp = w + (i * n + j) * 2 * d;
-      float* pr = mp + d;
-      Vec acc_nl(0.f), acc_mm(0.f), acc_mx(-3.0e38f);
-      int64_t k = 0;
-      for (; k + W <= d; k += W) {
-        Vec nl = Vec(0.f) - Vec::loadu(l + k);
-        acc_mx = at::vec::maximum(acc_mx, nl);
-        nl = at::vec::minimum(nl, capv);
-        const Vec p = nl.exp_u20();
-        const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
-        const Vec a = mv * p;
-        p.store(pr + k);
-        a.store(mp + k);
-        acc_nl = acc_nl + nl;
-        acc_mm = at::vec::fmadd(a, mv, acc_mm);
-      }
-      float s_nl = lane_sum(acc_nl), s_mm = lane_sum(acc_mm), mx = lane_max(acc_mx);
-      for (; k < d; ++k) {
-        float nl = -l[k];
-        mx = nl > mx ? nl : mx;
-        nl = nl < cap ? nl : cap;
-        const float p = std::exp(nl);
-        const float mc = m[k] - cen[k];
-        pr[k] = p;
-        mp[k] = mc * p;
-        s_nl += nl;
-        s_mm += mp[k] * mc;
-      }
-      if (mx > cap) clamped.store(true, std::memory_order_relaxed);
-      c[i * n + j] = -0.5f * (s_mm - s_nl + c0) + lw[i * lw0 + (s0 + j) * lw1];
+      const RowSums sums = weights_row(mu + row * d, lv + row * d, cen, d, cap, mp, mp + d);
+      if (sums.mx > cap) clamped.store(true, std::memory_order_relaxed);
+      c[i * n + j] = -0.5f * (sums.mm - sums.nl + c0) + lw[i * lw0 + (s0 + j) * lw1];
     }
   });
   return clamped.load();
@@ -235,14 +243,57 @@ void responsibilities(torch::Tensor slab, torch::Tensor scale, torch::Tensor r_s
   });
 }
 
+// One parameter row's Eq. 2 gradients from a = -r^T x and q = r^T x^2 (relative to the centre),
+// the responsibility sum R and prec: see grads(). ``om`` / ``ol`` may be null (frozen).
+static inline void grads_row(const float* a, const float* q, const float* pr, const float* m,
+                             const float* l, const float* cen, int64_t d, float R, float lf,
+                             bool mask, float* om, float* ol, bool stream) {
+  const Vec Rv(R), hR(0.5f * R), half(0.5f), lfv(lf), zero(0.f);
+  int64_t k = 0;
+  for (; k + W <= d; k += W) {
+    const Vec av = Vec::loadu(a + k), pv = Vec::loadu(pr + k);
+    const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
+    const Vec t = at::vec::fmadd(Rv, mv, av);  // R mu - r^T x
+    Vec vm, vl;
+    if (om) vm = t * pv;
+    if (ol) {
+      const Vec s = at::vec::fmadd(mv, av + t, Vec::loadu(q + k));  // sum r (x - mu)^2
+      vl = hR - half * s * pv;
+      if (mask) vl = Vec::blendv(vl, zero, Vec::loadu(l + k) < lfv);
+    }
+#if defined(GMM_STREAM_STORES)
+    if (stream) {
+      if (om) stream_store(om + k, vm);
+      if (ol) stream_store(ol + k, vl);
+      continue;
+    }
+#endif
+    if (om) vm.store(om + k);
+    if (ol) vl.store(ol + k);
+  }
+  for (; k < d; ++k) {
+    const float mc = m[k] - cen[k];
+    const float t = a[k] + R * mc;
+    if (om) om[k] = t * pr[k];
+    if (ol) {
+      const float s = q[k] + mc * (a[k] + t);
+      const float v = 0.5f * R - 0.5f * s * pr[k];
+      ol[k] = (mask && l[k] < lf) ? 0.f : v;
+    }
+  }
+}
+
 // From g_block (g, n, 2d) = [-r^T x, r^T x^2] and the responsibility sums r_b (g, n), writes the
 // Eq. 2 gradients of the block's states: grad_mu = prec (R mu - r^T x) and grad_lv = R / 2 -
 // prec / 2 sum_b r (x - mu)^2 (zero where the variance is floored, if ``mask``), with x and mu
 // both taken relative to the centre c. Rows run in the parameters' memory order, so mu and the
-// gradients stream. Either output may be empty (frozen parameters).
+// gradients stream. Either output may be empty (frozen parameters). With ``write_weights`` the
+// block's weights [m * prec, prec] are computed here, row by row, into w_block (as prepare()
+// would, without the constants) instead of read from it: the backward then reads each
+// parameter row once for both, not once in prepare() and again here.
 void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Tensor w_block,
            torch::Tensor r_b, torch::Tensor gmu3, torch::Tensor glv3, torch::Tensor centre,
-           int64_t s0, int64_t n, double log_floor, bool mask) {
+           int64_t s0, int64_t n, double log_floor, bool mask, bool write_weights) {
   check(gblock, "g_block"), check(mu3, "mu"), check(lv3, "log_var"), check(w_block, "w_block");
   check(r_b, "r_b"), check(centre, "centre");
   TORCH_CHECK(centre.numel() == mu3.size(2), "gmm_cpu_kernels: centre must have d elements");
@@ -253,64 +304,30 @@ void grads(torch::Tensor gblock, torch::Tensor mu3, torch::Tensor lv3, torch::Te
   const float* gb = gblock.data_ptr<float>();
   const float* mu = mu3.data_ptr<float>();
   const float* lv = lv3.data_ptr<float>();
-  const float* w = w_block.data_ptr<float>();
+  float* w = w_block.data_ptr<float>();
   const float* r = r_b.data_ptr<float>();
   const bool need_mu = gmu3.numel() > 0, need_lv = glv3.numel() > 0;
   float* gm = need_mu ? gmu3.data_ptr<float>() : nullptr;
   float* gl = need_lv ? glv3.data_ptr<float>() : nullptr;
   const float lf = static_cast<float>(log_floor);
-  const Vec half(0.5f), lfv(lf), zero(0.f);
   // The gradients are written once and read only by the optimiser, after the whole layer: stream
   // them past the cache (no read-for-ownership of 2 x 13 MB at the paper's size) when aligned.
+  bool stream = false;
 #if defined(GMM_STREAM_STORES)
   auto aligned = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % sizeof(Vec) == 0; };
-  const bool stream = d % W == 0 && (!need_mu || aligned(gm)) && (!need_lv || aligned(gl));
+  stream = d % W == 0 && (!need_mu || aligned(gm)) && (!need_lv || aligned(gl));
 #endif
   at::parallel_for(0, g * n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t j = rr / g, i = rr % g;  // memory order of the parameters
       const int64_t row = (s0 + j) * g + i;
-      const float R = r[i * n + j];
-      const Vec Rv(R), hR(0.5f * R);
-      const float* a = gb + (i * n + j) * 2 * d;  // -r^T x
-      const float* q = a + d;                      // r^T x^2
-      const float* pr = w + (i * n + j) * 2 * d + d;
       const float* m = mu + row * d;
       const float* l = lv + row * d;
-      float* om = need_mu ? gm + row * d : nullptr;
-      float* ol = need_lv ? gl + row * d : nullptr;
-      int64_t k = 0;
-      for (; k + W <= d; k += W) {
-        const Vec av = Vec::loadu(a + k), pv = Vec::loadu(pr + k);
-        const Vec mv = Vec::loadu(m + k) - Vec::loadu(cen + k);
-        const Vec t = at::vec::fmadd(Rv, mv, av);  // R mu - r^T x
-        Vec vm, vl;
-        if (need_mu) vm = t * pv;
-        if (need_lv) {
-          const Vec s = at::vec::fmadd(mv, av + t, Vec::loadu(q + k));  // sum r (x - mu)^2
-          vl = hR - half * s * pv;
-          if (mask) vl = Vec::blendv(vl, zero, Vec::loadu(l + k) < lfv);
-        }
-#if defined(GMM_STREAM_STORES)
-        if (stream) {
-          if (need_mu) stream_store(om + k, vm);
-          if (need_lv) stream_store(ol + k, vl);
-          continue;
-        }
-#endif
-        if (need_mu) vm.store(om + k);
-        if (need_lv) vl.store(ol + k);
-      }
-      for (; k < d; ++k) {
-        const float mc = m[k] - cen[k];
-        const float t = a[k] + R * mc;
-        if (need_mu) om[k] = t * pr[k];
-        if (need_lv) {
-          const float s = q[k] + mc * (a[k] + t);
-          const float v = 0.5f * R - 0.5f * s * pr[k];
-          ol[k] = (mask && l[k] < lf) ? 0.f : v;
-        }
-      }
+      const float* a = gb + (i * n + j) * 2 * d;  // -r^T x, then r^T x^2
+      float* mp = w + (i * n + j) * 2 * d;
+      if (write_weights) weights_row(m, l, cen, d, -lf, mp, mp + d);
+      grads_row(a, a + d, mp + d, m, l, cen, d, r[i * n + j], lf, mask,
+                need_mu ? gm + row * d : nullptr, need_lv ? gl + row * d : nullptr, stream);
     }
 #if defined(GMM_STREAM_STORES)
     if (stream) _mm_sfence();  // streamed stores visible before the optimiser reads them
@@ -368,16 +385,19 @@ void backward_blocks(torch::Tensor dens, torch::Tensor scale, torch::Tensor xb, 
     if (!need_x && !need_params) continue;
     auto r = slab.view({B, g * n});
     auto w_block = weights.narrow(0, save ? s0 * g * d2 : 0, g * n * d2).view({g, n, d2});
-    if (!save) {
+    if (need_params) {
+      // r^T [-x, x^2] first: the pass after it then writes the block's weights (unless saved)
+      // and the gradients in one read of the parameter rows.
+      auto g_block = gbuf.narrow(0, 0, g * n * d2).view({g, n, d2});
+      auto g_rows = g_block.view({g * n, d2});
+      at::mm_out(g_rows, r.t(), xb);
+      grads(g_block, mu3, lv3, w_block, r_b, gmu3, glv3, centre, s0, n, log_floor, floored[blk],
+            !save);
+    } else if (!save) {
       auto cst = at::empty({g, n}, xb.options());  // the constants are the forward's business
       prepare(mu3, lv3, log_w, w_block, cst, centre, s0, n, log_floor);
     }
     if (need_x) rw.addmm_(r, w_block.view({g * n, d2}));
-    if (!need_params) continue;
-    auto g_block = gbuf.narrow(0, 0, g * n * d2).view({g, n, d2});
-    auto g_rows = g_block.view({g * n, d2});
-    at::mm_out(g_rows, r.t(), xb);
-    grads(g_block, mu3, lv3, w_block, r_b, gmu3, glv3, centre, s0, n, log_floor, floored[blk]);
   }
 }
 
