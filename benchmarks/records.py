@@ -33,6 +33,7 @@ def _gmm(f: dict) -> str:
         f"GMM layer {step} {g['ms_per_step']:.1f} ms vs Linear + softmax {s['ms_per_step']:.1f} "
         f"ms = **{g['x_time']:.2f}x** (target <= 1.3x){fwd_bwd}{mem}; subnormal "
         f"responsibilities before the flush {100 * f['subnormal_before_flush']:.2f} %"
+        + (f"; GMM stages {f['kernels']}" if "kernels" in f else "")
     )
 
 
