@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -186,6 +187,21 @@ def render_benchmarks(records: list[dict], previous: str | None) -> str:
     return "\n".join(head + sorted(rows, key=lambda line: line.split("|")[1:3]))
 
 
+def earlier_passes(earlier_header: str, names: set[str]) -> list[str]:
+    """The kept rows' provenance: one line per earlier pass, newest first, leaving out a pass that
+    ran only rows this pass reruns (none of its rows is left)."""
+    lines = earlier_header.splitlines()
+    passes = [" ".join(lines[:2])]
+    passes += [line.removeprefix(EARLIER).strip() for line in lines[2:] if line.startswith(EARLIER)]
+    kept = []
+    for text in passes:
+        only = re.search(r"\(only ([^;)]+);", text)
+        if only and {n.strip() for n in only.group(1).split(",")} <= names:
+            continue
+        kept.append(text)
+    return kept
+
+
 def write(out_md: Path, readme: Path | None, work: Path, quick: bool, header: str) -> None:
     text = out_md.read_text() if out_md.exists() else "# Results\n"
     if not text.startswith("# Results"):
@@ -264,10 +280,7 @@ def main() -> int:
     out_md = (ROOT / args.out).resolve()
     earlier = read_section(out_md.read_text(), "report-header") if out_md.exists() else None
     if names is not None and not args.render and earlier:
-        # the kept rows' provenance: every earlier pass, newest first, one line each
-        lines = earlier.splitlines()
-        passes = [" ".join(lines[:2])] + [line for line in lines[2:] if line.startswith(EARLIER)]
-        header += "".join(f"\n{EARLIER} {p.removeprefix(EARLIER).strip()}" for p in passes)
+        header += "".join(f"\n{EARLIER} {p}" for p in earlier_passes(earlier, names))
     write(out_md, (ROOT / args.readme) if args.readme else None, work,
           args.quick, header)  # fmt: skip
     return 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from benchmarks.paper_runs import RUNS
 from benchmarks.records import read_section
-from benchmarks.report import SECTIONS, render_results, write
+from benchmarks.report import EARLIER, SECTIONS, earlier_passes, render_results, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,19 @@ def test_rows_not_rerun_keep_their_earlier_lines(tmp_path):
     lines = {line.split("|")[2].strip(): line for line in table.splitlines()[2:]}
     assert "acc 0.500 (1 seed)" in lines["deep_gmm"]
     assert "1,2,3 (earlier)" in lines["lowlight_gp"] and "1,2,3 (earlier)" in lines["sd_mae"]
+
+
+def test_header_names_only_the_earlier_passes_whose_rows_are_kept():
+    """A pass whose only rows were all rerun since has nothing left in the tables: not named."""
+    header = (
+        "Generated (full); the last pass ran benchmarks (only deep_gmm_speed; the others kept).\n"
+        "Machine: 07:43 UTC.\n"
+        f"{EARLIER} Generated; ran benchmarks (only deep_gmm_speed, sd_mae_speed; kept). 07:12\n"
+        f"{EARLIER} Generated (full); the result rows are 18 jobs. 05:11"
+    )
+    kept = earlier_passes(header, {"deep_gmm_speed"})
+    assert [p[-5:] for p in kept] == ["07:12", "05:11"]
+    assert [p[-5:] for p in earlier_passes(header, {"deep_gmm_speed", "sd_mae_speed"})] == ["05:11"]
 
 
 def test_write_copies_the_blocks_into_the_readme(tmp_path):
