@@ -82,7 +82,7 @@ CPU_STEPS = [
     Step(
         "cpu_sleep_tsr_train_step",
         "benchmarks/sleep_tsr_train_step.py",
-        ["--device", "cpu", "--rounds", "6", "--warmup", "1", "--skip-loop"],
+        ["--device", "cpu", "--rounds", "6", "--warmup", "1", "--skip-loop", "--require-kernels"],
         smoke=["--batch", "2", "--seq-len", "2", "--rounds", "1", "--warmup", "0"],
         timeout=240,
     ),

@@ -136,6 +136,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="skip the autograd-loop variant")
+    parser.add_argument(
+        "--require-kernels",
+        action="store_true",
+        help="exit 1 on CPU when the C++ step kernels cannot be built (the fused row would time "
+        "the torch-op fallback)",
+    )
     args = parser.parse_args()
     device = resolve_device(parser, args)
     threads = torch.get_num_threads()
@@ -158,6 +164,8 @@ def main() -> None:
     if device.type == "cpu":
         kernels = cpp_kernels()
         print(f"C++ step kernels: {'built' if kernels is not None else 'NOT available'}")
+        if kernels is None and args.require_kernels:
+            raise SystemExit(1)
 
     def step(net: SeqSleepNet, opt: torch.optim.Optimizer) -> float:
         _sync(device)
