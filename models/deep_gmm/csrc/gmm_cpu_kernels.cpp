@@ -361,9 +361,10 @@ std::vector<bool> forward_blocks(torch::Tensor x2, torch::Tensor mu3, torch::Ten
 }
 
 // The backward's block loop (gmm_function.backward_blocks_py in C++), last block first:
-// responsibilities in place in ``dens``, their sums into r_sum (g, S), rw += r @ W (if rw is
-// not empty), the parameter gradients through gbuf (if gbuf is not empty). Without ``save``,
-// each block's weights are recomputed into the ``weights`` scratch first.
+// responsibilities in place in ``dens``, their sums into r_sum (g, S), the parameter gradients
+// through gbuf (if gbuf is not empty), then rw += r @ W (if rw is not empty). Without ``save``,
+// each block's weights are recomputed into the ``weights`` scratch, in the gradients' pass when
+// there are parameter gradients (the Python loop recomputes them in a pass of their own).
 void backward_blocks(torch::Tensor dens, torch::Tensor scale, torch::Tensor xb, torch::Tensor mu3,
                      torch::Tensor lv3, torch::Tensor log_w, torch::Tensor centre,
                      torch::Tensor weights, bool save, torch::Tensor r_sum, torch::Tensor rw,
