@@ -438,7 +438,7 @@ def main() -> None:
         if kernels is None:  # the layer fell back to its eager stages: say so, loudly
             print(
                 f"GMM C++ kernels NOT in use ({build_failure()}): the gmm row times the eager "
-                "stages, like gmm_eager"
+                "stages, like gmm_eager; a C++ compiler and ninja (pip install ninja) build them"
             )
             if args.require_kernels:
                 raise SystemExit(1)

@@ -98,7 +98,7 @@ CPU_STEPS = [
             "0",
             "--no-two-mm",
             "--require-kernels",
-        ],  # fmt: skip
+        ],
         smoke=GMM_SMOKE,
         timeout=240,
     ),

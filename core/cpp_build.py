@@ -110,4 +110,5 @@ def failure_reason(err: Exception) -> str:
     stopped: subcommand failed", which says nothing about why)."""
     lines = str(err).strip().splitlines()
     errors = [line.strip() for line in lines if "error:" in line]
-    return f"{type(err).__name__}: {(errors or lines or [''])[0 if errors else -1]}"
+    line = errors[0] if errors else (lines[-1] if lines else "")
+    return f"{type(err).__name__}: {line}"

@@ -144,22 +144,20 @@ def compose_config(overrides: list[str], tmp_path: Path):
 def config_error_in_process(overrides: list[str], tmp_path: Path, node: str = "module") -> str:
     """The ``ConfigError`` that building ``node`` of the composed config raises, as its message.
 
-    The same check ``python run.py *overrides`` fails on with exit 2 (``experiments.runner.cli``
-    unwraps Hydra's InstantiationException the same way), without the interpreter start-up and
+    The same check ``python run.py *overrides`` fails on with exit 2 (found in Hydra's
+    InstantiationException by the CLI's own ``find_cause``), without the interpreter start-up and
     the imports of a subprocess (~12 s on the CI machine): one subprocess test per paper keeps
     the exit-code contract, the other messages are checked here."""
     from hydra.utils import instantiate
 
     from core.checks import ConfigError
+    from experiments.runner.cli import find_cause
 
     cfg = compose_config(overrides, tmp_path)
     try:
         instantiate(cfg[node])
-    except Exception as err:  # noqa: BLE001  (looking for the ConfigError inside)
-        cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
+    except Exception as err:
+        if (cause := find_cause(err, ConfigError)) is None:
             raise
         return str(cause)
     raise AssertionError(f"building {node} with {overrides} raised no ConfigError")

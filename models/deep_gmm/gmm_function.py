@@ -64,8 +64,8 @@ def l2_block_rows(dim: int) -> int:
 
     The element-wise passes around each product then find the block in L2: on an AMD EPYC
     (512 KB) 256 rows at d = 272, 1.21-1.34x the softmax step against 1.27-1.57x for 1024 rows in
-    five interleaved scans; on an Intel Xeon (2 MB) 1024 rows, where 256-512 measured 1.66-1.70x
-    against 1.50x (``benchmarks/deep_gmm_block_scan.py``). A power of two in [128, 1024]; 1024
+    five interleaved scans; on an Intel Xeon (2 MB) 1024 rows: 1.33x, against 1.42x / 1.36x at
+    256 / 512 rows and 1.33x at 2048 (``benchmarks/deep_gmm_block_scan.py``, 2026-11-28). A power of two in [128, 1024]; 1024
     when the L2 size is unknown."""
     l2 = l2_cache_bytes()
     if not l2:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from omegaconf import OmegaConf
 
@@ -31,4 +33,5 @@ def test_flush_reaches_every_thread_and_can_be_undone() -> None:
 
 
 def test_runs_flush_by_default() -> None:
-    assert OmegaConf.load("conf/config.yaml").flush_denormals is True
+    config = Path(__file__).resolve().parents[2] / "conf" / "config.yaml"
+    assert OmegaConf.load(config).flush_denormals is True

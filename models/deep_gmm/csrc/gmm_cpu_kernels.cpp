@@ -4,7 +4,8 @@
 // makes one pass over a block of states where the eager torch ops make three to six, and uses
 // ATen's vectorised exp_u20 (a degree-5 polynomial instead of SLEEF's u10 exp: ~1e-6 relative
 // error, far inside what the float64 tests allow; it returns 0, not a subnormal, below
-// log(FLT_MIN)) and log, 8 floats wide (AVX2), or 16 when built for AVX-512 (cpu_kernels.AVX512). forward_blocks / backward_blocks run the whole block loops, so no
+// log(FLT_MIN)) and log, 8 floats wide (AVX2), or 16 when built for AVX-512
+// (cpu_kernels.AVX512). forward_blocks / backward_blocks run the whole block loops, so no
 // Python runs between blocks. All tensors are float32. Means enter relative to the expansion
 // centre c (the batch mean of x, see gmm_function.py), which keeps the expanded Mahalanobis form
 // exact far from 0. A block holds states [s0, s0 + n) component-major: row (i, j) of a block is
